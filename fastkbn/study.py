@@ -1,0 +1,5 @@
+"""Placeholder: the `fastkbn study` subcommand is being written."""
+
+
+def add_parser(sub):
+    """Register the subcommand on the CLI's subparsers."""
