@@ -10,6 +10,7 @@ Without a path, it uses ``FASTKBN_DATA`` or downloads the archive once into a ca
 from __future__ import annotations
 
 import codecs
+import gzip
 import hashlib
 import http.client
 import io
@@ -40,7 +41,7 @@ __all__ = [
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-"""MD5 of the official archive, as published on the CIFAR-10 page."""
+"""MD5 of the official ``cifar-10-python.tar.gz``."""
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 FOLDER_NAME = "cifar-10-batches-py"
 DATA_ENV_VAR = "FASTKBN_DATA"
@@ -53,8 +54,10 @@ TEST_BATCH = "test_batch"
 META_FILE = "batches.meta"
 REQUIRED_FILES = TRAIN_BATCHES + (TEST_BATCH, META_FILE)
 
-_LOCATION_HINT = "pass the data location with --data or the path argument, or set FASTKBN_DATA"
-_HASH_CHUNK_BYTES = 1 << 20
+_LOCATION_HINT = ("Pass the CIFAR-10 archive or folder with --data or the path argument, "
+                  "or set FASTKBN_DATA.")
+_READ_CHUNK_BYTES = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
 _DOWNLOAD_CHUNK_BYTES = 1 << 16
 _STATS_CHUNK_ROWS = 2048
 
@@ -108,7 +111,7 @@ class Dataset:
     y_val: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    label_names: tuple
+    label_names: tuple[str, ...]
     mean: np.ndarray
     std: np.ndarray
     source: str
@@ -135,7 +138,7 @@ class _RawData:
 
     train: list  # (data, labels) pairs of data_batch_1 ... data_batch_5, in order
     test: tuple  # (data, labels) of test_batch
-    label_names: tuple
+    label_names: tuple[str, ...]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +146,7 @@ class _RawData:
 
 
 def default_cache_dir() -> Path:
-    """Return the folder that holds the downloaded archive.
+    """Return the folder that contains the downloaded archive.
 
     This is ``$XDG_CACHE_HOME/fastkbn`` when ``XDG_CACHE_HOME`` is set to an absolute path,
     and ``~/.cache/fastkbn`` otherwise. The folder is not created here.
@@ -194,7 +197,7 @@ def download_file(url: str, destination, *, timeout: float = 60.0) -> None:
 def _file_md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(_HASH_CHUNK_BYTES), b""):
+        for chunk in iter(lambda: file.read(_READ_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -213,7 +216,7 @@ def _download_archive(archive: Path) -> None:
         os.close(handle)
     except OSError as exc:
         raise DownloadError(f"cannot create a download file in the cache folder {folder}: "
-                            f"{exc}; {_LOCATION_HINT}") from exc
+                            f"{exc}. {_LOCATION_HINT}") from exc
 
     temporary = Path(temporary_name)
     try:
@@ -221,12 +224,12 @@ def _download_archive(archive: Path) -> None:
         try:
             download_file(CIFAR10_URL, temporary)
         except (OSError, http.client.HTTPException) as exc:
-            raise DownloadError(f"failed to download CIFAR-10 from {CIFAR10_URL}: {exc}; "
+            raise DownloadError(f"failed to download CIFAR-10 from {CIFAR10_URL}: {exc}. "
                                 f"{_LOCATION_HINT}") from exc
         digest = _file_md5(temporary)
         if digest != CIFAR10_MD5:
             raise DownloadError(f"the file downloaded from {CIFAR10_URL} has MD5 {digest}, "
-                                f"expected {CIFAR10_MD5}; {_LOCATION_HINT}")
+                                f"expected {CIFAR10_MD5}. {_LOCATION_HINT}")
         os.replace(temporary, archive)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -245,7 +248,7 @@ def _cached_archive(download: bool) -> tuple[Path, str | None]:
         digest = _file_md5(archive)
         if digest == CIFAR10_MD5 or not download:
             return archive, digest
-        logger.warning("Cached archive %s has MD5 %s, expected %s; downloading it again",
+        logger.warning("Cached archive %s has MD5 %s, expected %s, so it is downloaded again",
                        archive, digest, CIFAR10_MD5)
     elif not download:
         return archive, None
@@ -257,7 +260,7 @@ def _resolve_path(path: Path, origin: str) -> _Location:
     """Find the archive or batch folder at ``path``, which may also be their parent folder."""
     if not path.exists():
         raise FileNotFoundError(f"CIFAR-10 data not found: {path} does not exist "
-                                f"(given by {origin}); {_LOCATION_HINT}")
+                                f"(given by {origin}). {_LOCATION_HINT}")
     if not path.is_dir():
         return _Location(path, is_archive=True, origin=origin)
     if any((path / name).exists() for name in REQUIRED_FILES):
@@ -287,10 +290,11 @@ def _explicit_path(path) -> tuple[Path, str] | None:
 
 
 def _allowed_pickle_globals() -> dict:
-    """Map the globals that pickled NumPy arrays name to the objects they stand for.
+    """Map each ``(module, name)`` global that pickled NumPy arrays use to its object.
 
     NumPy 1.x writes ``numpy.core.*`` and NumPy 2.x ``numpy._core.*``. Protocol 2 pickles
-    written by Python 3 store bytes through ``_codecs.encode``.
+    written by Python 3 store bytes through ``_codecs.encode``, and empty bytes (the buffer
+    of an empty array) as a call to ``bytes`` under its Python 2 module name ``__builtin__``.
     """
     reconstruct = np.zeros(1, np.uint8).__reduce__()[0]
     from_buffer = np.zeros(1, np.uint8).__reduce_ex__(5)[0]
@@ -299,6 +303,8 @@ def _allowed_pickle_globals() -> dict:
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): codecs.encode,
+        ("__builtin__", "bytes"): bytes,
+        ("builtins", "bytes"): bytes,
     }
     for package in ("numpy.core", "numpy._core"):
         allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
@@ -338,7 +344,7 @@ def _unpickle(content: bytes, where: str):
 def _get_field(batch, key: str, where: str):
     """Return ``batch[key]`` whether the pickle stored the key as str or as bytes."""
     if not isinstance(batch, dict):
-        raise ValueError(f"{where} is not a CIFAR-10 batch: it contains a "
+        raise ValueError(f"{where} is not a CIFAR-10 batch: it contains an object of type "
                          f"{type(batch).__name__}, expected a dict")
     for candidate in (key, key.encode("ascii")):
         if candidate in batch:
@@ -357,7 +363,8 @@ def _parse_batch(content: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     labels = _get_field(batch, "labels", where)
 
     if not isinstance(data, np.ndarray):
-        raise ValueError(f"{where}: 'data' is a {type(data).__name__}, expected a uint8 array")
+        raise ValueError(f"{where}: 'data' has type {type(data).__name__}, expected a uint8 "
+                         "NumPy array")
     if data.dtype != np.uint8:
         raise ValueError(f"{where}: 'data' has dtype {data.dtype}, expected uint8")
     if data.ndim != 2 or data.shape[1] != N_FEATURES:
@@ -394,7 +401,7 @@ def _parse_meta(content: bytes, where: str) -> tuple:
             except UnicodeDecodeError as exc:
                 raise ValueError(f"{where}: label name {name!r} is not UTF-8") from exc
         if not isinstance(name, str):
-            raise ValueError(f"{where}: label name {name!r} is a {type(name).__name__}, "
+            raise ValueError(f"{where}: label name {name!r} has type {type(name).__name__}, "
                              "expected str or bytes")
         decoded.append(name)
     return tuple(decoded)
@@ -415,44 +422,63 @@ def _read_folder(folder: Path) -> dict:
     for name in REQUIRED_FILES:
         file_path = folder / name
         try:
-            content = file_path.read_bytes()
+            with open(file_path, "rb") as file:
+                content = file.read()
         except OSError as exc:
             raise ValueError(f"cannot read CIFAR-10 file {file_path}: {exc.strerror}") from exc
         parsed[name] = _parse_file(name, content, str(file_path))
     return parsed
 
 
+def _parse_members(tar: tarfile.TarFile, archive: Path) -> dict:
+    """Parse the required members of an archive opened in stream mode, in archive order."""
+    parsed = {}
+    for member in tar:
+        name = os.path.basename(member.name)
+        if name not in REQUIRED_FILES or not member.isfile():
+            continue
+        if name in parsed:
+            raise ValueError(f"{archive} contains {name} more than once")
+        content = tar.extractfile(member).read()
+        parsed[name] = _parse_file(name, content, f"{member.name} in {archive}")
+    return parsed
+
+
 def _read_archive(archive: Path) -> dict:
     """Read and parse the required members of a tar archive in one sequential pass.
 
-    Members are matched by file name in any folder, in any order. The archive is read as a
-    stream because seeking backwards in a gzip stream decompresses it again from the start.
+    Members are matched by file name in any folder and in any order. The archive is read as
+    a stream because seeking backwards in a gzip stream decompresses it again from the
+    start. ``gzip.GzipFile`` decompresses a gzip archive, rather than tarfile, because it
+    checks the CRC in the gzip trailer, which catches damage that leaves the tar headers
+    intact. Other archives go through tarfile's detection of uncompressed, bz2 and xz tars.
     """
     try:
         file = open(archive, "rb")
     except OSError as exc:
         raise ValueError(f"cannot read CIFAR-10 archive {archive}: {exc.strerror}") from exc
 
-    parsed = {}
     with file:
-        try:
-            tar = tarfile.open(fileobj=file, mode="r|*")
-        except tarfile.TarError as exc:
-            raise ValueError(f"{archive} is not a tar archive, expected {ARCHIVE_NAME}: "
-                             f"{exc}") from exc
-        with tar:
+        is_gzip = file.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+        file.seek(0)
+        stream = gzip.GzipFile(fileobj=file, mode="rb") if is_gzip else file
+        with stream:
             try:
-                for member in tar:
-                    name = os.path.basename(member.name)
-                    if name not in REQUIRED_FILES or not member.isfile():
-                        continue
-                    where = f"{member.name} in {archive}"
-                    if name in parsed:
-                        raise ValueError(f"{archive} contains {name} more than once")
-                    content = tar.extractfile(member).read()
-                    parsed[name] = _parse_file(name, content, where)
-            except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+                tar = tarfile.open(fileobj=stream, mode="r|" if is_gzip else "r|*",
+                                   bufsize=_READ_CHUNK_BYTES)
+            except tarfile.TarError as exc:
+                raise ValueError(f"{archive} is not a tar archive, expected {ARCHIVE_NAME}: "
+                                 f"{exc}") from exc
+            except (EOFError, zlib.error, OSError) as exc:
                 raise ValueError(f"{archive} is truncated or corrupt: {exc}") from exc
+            with tar:
+                try:
+                    parsed = _parse_members(tar, archive)
+                    # Reading to the end makes GzipFile check the CRC of the whole stream.
+                    while stream.read(_READ_CHUNK_BYTES):
+                        pass
+                except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+                    raise ValueError(f"{archive} is truncated or corrupt: {exc}") from exc
 
     missing = [name for name in REQUIRED_FILES if name not in parsed]
     if missing:
@@ -597,7 +623,7 @@ def load_cifar10(path=None, n_val: int = 5000, dtype="float32") -> Dataset:
     Dataset
         With the official data: ``X_train`` (45000, 3072), ``X_val`` (5000, 3072) and
         ``X_test`` (10000, 3072) for the default ``n_val``, C-contiguous of ``dtype``, and
-        int64 labels of shapes (45000,), (5000,) and (10000,). Each image row holds the red,
+        int64 labels of shapes (45000,), (5000,) and (10000,). Each image row contains the red,
         green and blue 32x32 planes, row-major. The mean and std of the training rows
         (after the validation rows are removed) standardize all three splits.
 
