@@ -310,7 +310,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError, BackendUnavailableError) as exc:
+    except (ValueError, OSError, BackendUnavailableError) as exc:
+        # OSError covers missing or unreadable files and failed downloads.
         print(f"fastkbn {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -55,5 +55,7 @@ class NumpyBackend(Backend):
         return reference.loss_and_gradients(net.theta, net.layout, X, y, lam)
 
     def train_steps(self, net, X, y, idx, batch_size, etas, lam):
-        return reference.train_steps(net.theta, net.running, net.layout, X, y, idx, batch_size,
-                                     etas, lam, net.alpha)
+        # Overflow while diverging is reported by the training loop's finiteness check.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return reference.train_steps(net.theta, net.running, net.layout, X, y, idx,
+                                         batch_size, etas, lam, net.alpha)
