@@ -106,3 +106,23 @@ def test_python_dash_m_help():
                           capture_output=True, text=True, check=True)
     assert "--n-s" in proc.stdout
     assert "steps per half cycle" in proc.stdout
+
+
+@pytest.mark.filterwarnings("ignore:.*official")
+def test_train_ctrl_c_saves_and_exits_130(archive, tmp_path, monkeypatch, capsys):
+    import fastkbn.training
+
+    original = fastkbn.training.train
+
+    def interrupted(*args, **kwargs):
+        kwargs["checkpoint_every"] = 1
+        original(*args, **{**kwargs, "cycles": 1})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fastkbn.training, "train", interrupted)
+    assert run_train(archive, tmp_path / "run") == 130
+    err = capsys.readouterr().err
+    assert "state saved to" in err
+    assert "--resume" in err
+    assert (tmp_path / "run" / "checkpoint.npz").exists()
+    assert not (tmp_path / "run" / "result.json").exists()
