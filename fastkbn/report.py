@@ -1,0 +1,373 @@
+"""The report of ``fastkbn reproduce``: tables, figures, checks and the NumPy time estimate.
+
+:func:`write_report` takes what :func:`fastkbn.study.run_study` returns and writes
+``report.md``, ``results.json`` and PNG figures. Each experiment's ``report`` field picks its
+writer in :data:`REPORT_WRITERS`. A writer returns Markdown lines, a summary of every number it
+shows (which goes into ``results.json``) and checks of our figures against the public spread.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .experiments import format_lam
+from .plots import new_figure, plot_curves, save_figure
+
+logger = logging.getLogger(__name__)
+
+GRADCHECK_MAX_ERROR = 1e-7
+"""Largest absolute or relative gradient error the study accepts in float64."""
+
+NUMPY_TIMING_STEPS = 50
+"""Training steps timed per network shape for the NumPy reference estimate."""
+
+NUMPY_TIMING_ROWS = 1000
+"""Rows of random data used to time the NumPy reference's steps and evaluations."""
+
+
+def _percent(fraction):
+    return None if fraction is None else 100.0 * fraction
+
+
+def _fmt(value, digits=2):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _check(what, value, low, high):
+    passed = value is not None and low <= value <= high
+    return {"what": what, "value": value, "low": low, "high": high, "passed": passed}
+
+
+def _spread_cells(reference, label, value):
+    """Published value, spread and whether ``value`` is inside it, as table cells."""
+    published = reference.published.get(label) if reference else None
+    spread = reference.spread.get(label) if reference else None
+    if spread is None:
+        return [_fmt(published), "–", "–"]
+    inside = value is not None and spread[0] <= value <= spread[1]
+    return [_fmt(published), f"{spread[0]:g}–{spread[1]:g}", "yes" if inside else "**no**"]
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _runs(result, stage=None):
+    return [run for s in result["stages"] if stage in (None, s["name"]) for run in s["runs"]]
+
+
+def _slug(text):
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
+
+
+# ----------------------------------------------------------------------------------------------
+# Writers, one per kind of experiment.
+
+def _write_gradcheck(result, experiment, figures):
+    lines, summary, checks = [], {}, []
+    for run in _runs(result):
+        rows = [[name, f"{e['max_abs']:.2e}", f"{e['max_rel']:.2e}"]
+                for name, e in run["errors"].items()]
+        lines += [f"Network {run['sizes']}, {run['label']}, backend {run['backend']}:", ""]
+        lines += _table(["parameter", "max absolute error", "max relative error"], rows) + [""]
+        summary[run["label"]] = {"errors": run["errors"], "max_abs": run["max_abs"],
+                                 "max_rel": run["max_rel"]}
+        checks.append(_check(f"{result['name']}: largest error ({run['label']})",
+                             max(run["max_abs"], run["max_rel"]), 0.0, GRADCHECK_MAX_ERROR))
+    return lines, summary, checks
+
+
+def _accuracy_rows(runs, reference):
+    rows, summary, checks = [], {}, []
+    for run in runs:
+        test = _percent(run["test_accuracy"])
+        rows.append([run["label"], _fmt(_percent(run["val_accuracy"])), _fmt(test),
+                     *_spread_cells(reference, run["label"], test)])
+        summary[run["label"]] = {"test_accuracy_percent": test,
+                                 "val_accuracy_percent": _percent(run["val_accuracy"]),
+                                 "diverged": run["diverged"]}
+        if reference and run["label"] in reference.spread:
+            checks.append(_check(f"test accuracy, {run['label']}", test,
+                                 *reference.spread[run["label"]]))
+    return rows, summary, checks
+
+
+def _write_curves(result, experiment, figures):
+    runs = _runs(result)
+    rows, summary, checks = _accuracy_rows(runs, experiment.reference)
+    for check in checks:
+        check["what"] = f"{result['name']}: {check['what']}"
+    lines = _table(["run", "validation %", "test %", "published test %", "public spread %",
+                    "inside"], rows) + [""]
+    for run in runs:
+        if not run["history"]:
+            lines.append(f"{run['label']}: diverged ({run['diverged']}); no curves.")
+            continue
+        path = figures / f"{result['name']}_{_slug(run['label'])}.png"
+        plot_curves(run["history"], path, f"{run['sizes']}, {run['label']}, "
+                                          f"lambda={format_lam(run['spec']['lam'])}")
+        lines += [f"![{run['label']}](figures/{path.name})", ""]
+    return lines, summary, checks
+
+
+def _write_lambda_search(result, experiment, figures):
+    reference = experiment.reference
+    lines, summary, checks = [], {}, []
+    fig, (ax,) = new_figure(width=7.0, height=4.0)
+    for stage in result["stages"]:
+        runs = stage["runs"]
+        lams = [run["spec"]["lam"] for run in runs]
+        if stage["name"] == "retrain":
+            ranked = sorted(runs, key=lambda r: (-r["val_accuracy"], r["spec"]["lam"]))
+            rows = []
+            for rank, run in enumerate(ranked, start=1):
+                rows.append([rank, format_lam(run["spec"]["lam"]),
+                             _fmt(_percent(run["val_accuracy"])),
+                             _fmt(_percent(run["test_accuracy"])),
+                             *_spread_cells(reference, f"best {rank}",
+                                            _percent(run["test_accuracy"]))])
+            lines += [f"**{stage['title']}** (ranked by validation accuracy):", ""]
+            lines += _table(["rank", "lambda", "validation %", "test %", "published test %",
+                             "public spread %", "inside"], rows) + [""]
+            summary[stage["name"]] = [{"lam": run["spec"]["lam"], "cycles": run["spec"]["cycles"],
+                                       "val_accuracy_percent": _percent(run["val_accuracy"]),
+                                       "test_accuracy_percent": _percent(run["test_accuracy"])}
+                                      for run in ranked]
+            if ranked and reference and "best 1" in reference.spread:
+                checks.append(_check(f"{result['name']}: test accuracy of the best lambda "
+                                     f"({format_lam(ranked[0]['spec']['lam'])})",
+                                     _percent(ranked[0]["test_accuracy"]),
+                                     *reference.spread["best 1"]))
+            ax.plot(lams, [_percent(r["test_accuracy"]) for r in runs], "k*", markersize=10,
+                    label=f"{stage['title']}: test")
+            continue
+        rows = []
+        for run in sorted(runs, key=lambda r: r["spec"]["lam"]):
+            published = reference.published.get(run["label"]) if reference else None
+            rows.append([format_lam(run["spec"]["lam"]), _fmt(_percent(run["val_accuracy"])),
+                         _fmt(_percent(run["test_accuracy"])), _fmt(published)])
+        lines += [f"**{stage['title']}**:", ""]
+        lines += _table(["lambda", "validation %", "test %", "published validation %"],
+                        rows) + [""]
+        summary[stage["name"]] = [{"lam": run["spec"]["lam"],
+                                   "val_accuracy_percent": _percent(run["val_accuracy"]),
+                                   "test_accuracy_percent": _percent(run["test_accuracy"])}
+                                  for run in runs]
+        ax.plot(lams, [_percent(r["val_accuracy"]) for r in runs], "o", label=
+                f"{stage['title']}: validation")
+    ax.set_xscale("log")
+    ax.set_xlabel("lambda")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = save_figure(fig, figures / f"{result['name']}.png")
+    lines += [f"![lambda search](figures/{path.name})", ""]
+    return lines, summary, checks
+
+
+def _write_init_sensitivity(result, experiment, figures):
+    runs = _runs(result)
+    rows, summary, checks = _accuracy_rows(runs, experiment.reference)
+    for check in checks:
+        check["what"] = f"{result['name']}: {check['what']}"
+    lines = _table(["run", "validation %", "test %", "published test %", "public spread %",
+                    "inside"], rows) + [""]
+    sigmas = sorted({run["spec"]["init"] for run in runs}, reverse=True)
+    fig, axes = new_figure(width=4.0 * len(sigmas), height=3.4, ncols=len(sigmas))
+    for ax, sigma in zip(axes, sigmas):
+        for run in runs:
+            if run["spec"]["init"] != sigma or not run["history"]:
+                continue
+            style = "-" if run["spec"]["batch_norm"] else "--"
+            ax.plot(run["history"]["step"], run["history"]["train_loss"], style,
+                    label="with BN" if run["spec"]["batch_norm"] else "without BN")
+        ax.set_title(f"sigma = {sigma:g}")
+        ax.set_xlabel("update step")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    path = save_figure(fig, figures / f"{result['name']}.png")
+    lines += [f"![training loss per sigma](figures/{path.name})", ""]
+    return lines, summary, checks
+
+
+REPORT_WRITERS = {"gradcheck": _write_gradcheck, "curves": _write_curves,
+                  "lambda_search": _write_lambda_search,
+                  "init_sensitivity": _write_init_sensitivity}
+"""Report kind (``Experiment.report``) to its writer."""
+
+
+# ----------------------------------------------------------------------------------------------
+# NumPy reference estimate.
+
+def _time_numpy_shape(hidden, batch_norm, dtype) -> dict:
+    from .network import Network
+    from .training import train
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(NUMPY_TIMING_ROWS, 3072)).astype(dtype)
+    y = rng.integers(0, 10, size=NUMPY_TIMING_ROWS)
+    net = Network([3072, *hidden, 10], batch_norm=batch_norm, dtype=dtype, backend="numpy",
+                  seed=0)
+    with threadpool_limits(limits=1):
+        started = time.perf_counter()
+        train(net, (X, y), n_s=NUMPY_TIMING_STEPS // 2, cycles=1, points_per_cycle=1,
+              progress=False, eval_train=False)
+        step_seconds = (time.perf_counter() - started) / NUMPY_TIMING_STEPS
+        started = time.perf_counter()
+        net.evaluate(X, y)
+        row_seconds = (time.perf_counter() - started) / NUMPY_TIMING_ROWS
+    return {"step_seconds": step_seconds, "row_seconds": row_seconds}
+
+
+def estimate_numpy_seconds(results: dict, cache_dir: Path) -> dict:
+    """Estimate how long the study's runs take on the NumPy reference backend, one process.
+
+    Each network shape is timed once for ``NUMPY_TIMING_STEPS`` steps and one evaluation on
+    random data with one BLAS thread (cached in ``cache_dir``), then scaled to every run's
+    steps and evaluated rows. Gradient checks count with their measured time, because their
+    numerical gradients run on the reference anyway.
+    """
+    timing_path = cache_dir / "numpy_timing.json"
+    try:
+        timings = json.loads(timing_path.read_text())
+    except (OSError, ValueError):
+        timings = {}
+    total = 0.0
+    for experiment in results["experiments"]:
+        for run in _runs(experiment):
+            if run["kind"] != "train":
+                total += run["seconds"]
+                continue
+            spec = run["spec"]
+            shape = json.dumps([spec["hidden"], spec["batch_norm"], spec["dtype"]])
+            if shape not in timings:
+                timings[shape] = _time_numpy_shape(spec["hidden"], spec["batch_norm"],
+                                                   spec["dtype"])
+            timing = timings[shape]
+            rows = run["rows"]
+            points = len(run["history"].get("step", []))
+            evaluated = points * (rows["val"] + rows["train_eval"]) + rows["val"] + rows["test"]
+            total += spec["cycles"] * 2 * spec["n_s"] * timing["step_seconds"]
+            total += evaluated * timing["row_seconds"]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = timing_path.with_name(f"{timing_path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(timings, indent=1) + "\n")
+    os.replace(tmp, timing_path)
+    return {"sequential_seconds": total,
+            "parallel_seconds": total / results["study"]["jobs"],
+            "method": f"NumPy backend timed for {NUMPY_TIMING_STEPS} steps and one "
+                      f"{NUMPY_TIMING_ROWS}-row evaluation per network shape, one BLAS thread, "
+                      "scaled to every run's steps and evaluated rows"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Files.
+
+def _strict_json(value):
+    """Replace NaN and infinities by None, which strict JSON readers accept."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _minutes(seconds):
+    if seconds is None:
+        return "– (all runs cached)"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _header(results, quick):
+    study = results["study"]
+    machine = study["machine"]
+    dtypes = sorted({run["spec"].get("dtype", "float64") for e in results["experiments"]
+                     for run in _runs(e)})
+    estimate = study["numpy_estimate"]
+    lines = ["# fastkbn reproduce: k-layer networks with batch normalization on CIFAR-10", ""]
+    if quick:
+        lines += ["**Quick study**: a few thousand images and a short schedule, to check the "
+                  "pipeline. Its accuracies are not comparable with the reference figures.", ""]
+    lines += [
+        f"- Backend: {study['backend']}; dtype: {', '.join(dtypes)} (gradient checks float64)",
+        f"- Machine: {machine['platform']}, {machine['processor']}, {machine['cpu_count']} CPUs, "
+        f"Python {machine['python']}, NumPy {machine['numpy']}",
+        f"- Workers: {study['jobs']}, one BLAS thread each",
+        f"- Data: {study['data']['path']}, {study['n_val']} validation rows",
+        f"- Total wall time: {_minutes(study['wall_seconds'])} "
+        f"({study['runs_computed']} runs computed, {study['runs_cached']} from the cache)",
+        f"- NumPy reference path, **estimated**: {_minutes(estimate['sequential_seconds'])} in "
+        f"one process, about {_minutes(estimate['parallel_seconds'])} with {study['jobs']} "
+        f"workers ({estimate['method']})",
+        "",
+    ]
+    return lines
+
+
+def write_report(results: dict, experiments, out, *, quick: bool = False) -> dict:
+    """Write ``report.md``, ``results.json`` and the figures into ``out``; returns their paths.
+
+    ``experiments`` maps names to the :class:`fastkbn.experiments.Experiment` objects that
+    produced ``results``. ``results`` gains each experiment's ``summary``, ``checks`` and
+    ``figures``, and the study's ``checks``, before it is written.
+    """
+    out = Path(out)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    body, all_checks = [], []
+    for result in results["experiments"]:
+        experiment = experiments[result["name"]]
+        before = set(figures.iterdir())
+        lines, summary, checks = REPORT_WRITERS[experiment.report](result, experiment, figures)
+        result.update(summary=summary, checks=checks,
+                      figures=sorted(f"figures/{p.name}" for p in set(figures.iterdir()) - before))
+        all_checks += checks
+        n_cached = sum(run["cached"] for run in _runs(result))
+        body += [f"## {experiment.title}", "", result["description"], "",
+                 f"Wall time: {_minutes(result['wall_seconds'])} from its first run starting to "
+                 f"its last finishing (runs overlap with other experiments); "
+                 f"{result['run_seconds']:.1f} s of run time in {len(_runs(result))} runs, "
+                 f"{n_cached} from the cache.", ""]
+        if experiment.reference:
+            body += [f"Reference: {experiment.reference.source}."]
+            if experiment.reference.note:
+                body += [experiment.reference.note]
+            body += [""]
+        body += lines
+    results["study"]["checks"] = all_checks
+
+    lines = _header(results, quick)
+    passed = sum(check["passed"] for check in all_checks)
+    lines += [f"## Checks against the public spread: {passed} of {len(all_checks)} inside", ""]
+    if quick:
+        lines += ["(The quick study is not expected to reach these figures.)", ""]
+    lines += _table(["check", "ours", "expected", "inside"],
+                    [[c["what"], "–" if c["value"] is None else f"{c['value']:.4g}",
+                      f"{c['low']:g} – {c['high']:g}", "yes" if c["passed"] else "**no**"]
+                     for c in all_checks]) + [""]
+    report_path = out / "report.md"
+    results_path = out / "results.json"
+    _write_text_atomic(results_path, json.dumps(_strict_json(results), indent=1,
+                                                allow_nan=False) + "\n")
+    _write_text_atomic(report_path, "\n".join(lines + body) + "\n")
+    return {"report": report_path, "results": results_path, "figures": figures}
