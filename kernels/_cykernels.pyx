@@ -19,8 +19,8 @@ Preconditions (the entry points and ``fastkbn.Network`` ensure them; nothing is 
   says: ``offsets`` is (k, 4) int64 (start of W, b, gamma, beta; -1 where absent),
   ``stat_offsets`` is (k,) int64, ``sizes`` is (k + 1,) int64.
 - X is C-contiguous (n, d) of the same dtype as theta. y is int64 with values in 0..K-1.
-- ``idx`` is int64 with values in 0..n-1 and covers the steps: every step's batch is non-empty,
-  and with batch normalization it has at least two rows.
+- ``idx`` is int64 with values in 0..n-1 and covers the steps, so every step's batch is
+  non-empty. A one-row batch is computed as the reference does (zero variance, S_hat = 0).
 - Every BLAS dimension fits in a C int.
 
 Row-major arrays throughout: an (r, c) array has row stride c.
@@ -312,6 +312,7 @@ cdef struct Work:
     Py_ssize_t grad_b
     Py_ssize_t vectors        # 6 * max width: db, dgamma, dbeta and three scratch vectors
     Py_ssize_t batch          # (n, d): the gathered batch, when the caller asks for one
+    Py_ssize_t width          # max width over the layers' outputs
     Py_ssize_t length
 
 
@@ -348,6 +349,7 @@ cdef Py_ssize_t plan_work(const Net* net, Py_ssize_t n, bint with_batch,
     pos += n * max_width
     work.vectors = pos
     pos += 6 * max_width
+    work.width = max_width
     work.batch = -1
     if with_batch:
         work.batch = pos
@@ -369,6 +371,7 @@ cdef void forward(const Net* net, floating* theta, const floating* running,
     cdef const floating* H = X
     cdef floating* S
     cdef floating* mu
+    cdef const floating* mean
     cdef floating* scale = ws + work.vectors
     cdef const int64_t* off
     for l in range(net.k):
@@ -387,9 +390,9 @@ cdef void forward(const Net* net, floating* theta, const floating* running,
         elif has_bn(net, l):
             S = ws + work.h[l]
             linear_forward(n, d_in, d_out, H, theta + off[0], S)
-            mu = <floating*>running + net.stat_offsets[l]
+            mean = running + net.stat_offsets[l]
             bn_relu_inference(n, d_out, S, theta + off[1], theta + off[2], theta + off[3],
-                              mu, mu + d_out, eps, scale)
+                              mean, mean + d_out, eps, scale)
         else:
             S = ws + work.h[l]
             linear_forward(n, d_in, d_out, H, theta + off[0], S)
@@ -433,7 +436,8 @@ cdef double loss_backward(const Net* net, floating* theta, floating* ws, const W
     takes the SGD step ``theta := theta - eta * gradient`` layer by layer instead, each W
     inside its dW GEMM after the layer below used the old W.
     """
-    cdef Py_ssize_t l, d_in, d_out, width
+    cdef Py_ssize_t l, d_in, d_out
+    cdef Py_ssize_t width = work.width
     cdef bint update = grad == NULL
     cdef const int64_t* off
     cdef const int64_t* off_below
@@ -446,11 +450,6 @@ cdef double loss_backward(const Net* net, floating* theta, floating* ws, const W
     cdef floating* dbeta
     cdef const floating* H_in
     cdef double loss
-
-    width = 0
-    for l in range(net.k):
-        if net.sizes[l + 1] > width:
-            width = net.sizes[l + 1]
 
     l = net.k - 1
     off = net.offsets + 4 * l
