@@ -54,7 +54,7 @@ def format_lam(lam: float) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: a network, its training settings and the data rows it sees.
+    """One training run: a network, its training settings and the data rows it trains on.
 
     Every field except ``label`` goes into :meth:`key`, so two specs with equal keys give equal
     results on the same data and backend.
@@ -99,7 +99,7 @@ class RunSpec:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     def to_dict(self) -> dict:
-        """Every field but ``label``, as JSON-ready values."""
+        """Return every field but ``label`` as JSON-ready values."""
         out = dataclasses.asdict(self)
         out.pop("label")
         out["hidden"] = list(self.hidden)
@@ -159,7 +159,7 @@ class GradcheckSpec:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     def to_dict(self) -> dict:
-        """Every field but ``label``, as JSON-ready values."""
+        """Return every field but ``label`` as JSON-ready values."""
         out = dataclasses.asdict(self)
         out.pop("label")
         out["hidden"] = list(self.hidden)
@@ -207,7 +207,7 @@ class LogRange:
                              "bounds with low <= high")
 
     def values(self) -> tuple:
-        """The values, as Python floats rounded to 6 significant digits for stable keys."""
+        """Compute the values as Python floats, rounded to 6 significant digits for stable keys."""
         if self.sampling == "grid":
             exponents = np.linspace(self.low, self.high, self.count)
         else:
@@ -220,7 +220,7 @@ class LogRange:
 class TopValues:
     """The values of ``field`` in the ``k`` best finished runs of earlier stages.
 
-    Runs are ranked by ``metric`` of their results, highest first; ties go to the smaller
+    Runs are ranked by ``metric`` of their results, highest first. Ties go to the smaller
     value, so the choice never depends on the order in which runs finished.
     """
 
@@ -292,7 +292,7 @@ class Stage:
         return len(self.values)
 
     def resolve(self, finished: Mapping[str, list]) -> tuple:
-        """The stage's runs, given the finished (spec, result) pairs of the stages it needs."""
+        """Build the stage's runs from the finished (spec, result) pairs of the stages it needs."""
         if self.runs:
             return tuple(self.runs)
         if isinstance(self.values, TopValues):
@@ -304,8 +304,8 @@ class Stage:
         return tuple(self._sweep_run(value) for value in values)
 
     def _sweep_run(self, value) -> RunSpec:
-        shown = format_lam(value) if isinstance(value, float) else str(value)
-        label = f"{self.field}={shown}"
+        value_text = format_lam(value) if isinstance(value, float) else str(value)
+        label = f"{self.field}={value_text}"
         if self.base.label:
             label = f"{self.base.label}, {label}"
         return dataclasses.replace(self.base, **{self.field: value}, label=label)
@@ -315,8 +315,8 @@ class Stage:
 class Reference:
     """Figures from other runs of the study, in percent, to print beside ours.
 
-    ``published`` maps a run label to one published run's figure; ``spread`` maps a label to
-    the (low, high) range seen across many public runs, which the report checks ours against.
+    ``published`` maps a run label to one published run's figure. ``spread`` maps a label to
+    the (low, high) range seen across many public runs, and the report checks ours against it.
     """
 
     source: str
@@ -351,7 +351,7 @@ class Experiment:
                                      f"stage {needed!r}, which must come before it")
 
     def stage(self, name: str) -> Stage:
-        """The stage called ``name``."""
+        """Return the stage called ``name``."""
         for stage in self.stages:
             if stage.name == name:
                 return stage

@@ -4,9 +4,9 @@
 every run that is not cached through a ``concurrent.futures.Executor`` and returns the results;
 :mod:`fastkbn.report` turns them into ``report.md``, ``results.json`` and figures.
 
-Under the output folder, ``cache/data/<key>/`` holds the standardized CIFAR-10 arrays as
+Under the output folder, ``cache/data/<key>/`` contains the standardized CIFAR-10 arrays as
 ``.npy`` files that every worker maps read-only, so workers share one copy of the data, and
-``cache/runs/<key>.json`` holds one finished run each. A run's key hashes its spec, the data
+``cache/runs/<key>.json`` contains one finished run each. A run's key hashes its spec, the data
 source and the backend, so an interrupted study resumes with the runs it has not finished.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait, FIRST_COMPLETED
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -90,7 +90,7 @@ def prepare_data(source, directory: Path, *, n_val: int, dtype: str, max_train_r
     """Load and standardize CIFAR-10 and write its arrays as ``.npy`` files into ``directory``.
 
     Only the first ``max_train_rows`` training rows are kept (all when None). Nothing is done
-    when ``directory`` already holds them. The files are written into a temporary folder that
+    when ``directory`` already contains them. The files are written into a temporary folder that
     is then renamed, so a crash never leaves a partial data folder behind.
     """
     if (directory / "meta.json").is_file():
@@ -233,6 +233,8 @@ def _stop_workers(executor):
 
 @dataclass
 class _Task:
+    """One run of one stage, with what the scheduler needs to order it."""
+
     experiment: object
     stage: object
     index: int
@@ -245,22 +247,12 @@ class _Task:
         # Runs whose results other stages wait for go first, then the longest runs.
         return (not self.upstream, -self.spec.work(), self.order, self.index)
 
-
-@dataclass
-class _Progress:
-    """The progress bar and the runs in flight, whose labels it shows."""
-
-    bar: object
-    running: dict = field(default_factory=dict)
-
     def describe(self):
-        labels = [f"{t.experiment.name}/{t.stage.name} {t.spec.label}".strip()
-                  for t in self.running.values()]
-        self.bar.set_description_str("; ".join(labels)[:80] or "idle", refresh=True)
+        return f"{self.experiment.name}/{self.stage.name} {self.spec.label}".strip()
 
 
 def machine_description() -> dict:
-    """The platform, CPU and library versions, for the report."""
+    """Describe the platform, CPU and library versions for the report."""
     return {"platform": platform.platform(), "processor": platform.processor() or "unknown",
             "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__}
@@ -279,6 +271,140 @@ def _write_json_atomic(path: Path, payload) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=1, allow_nan=True) + "\n")
     os.replace(tmp, path)
+
+
+def _expected_work(stage) -> int:
+    if stage.runs:
+        return sum(spec.work() for spec in stage.runs)
+    return stage.expected_count() * stage.base.work()
+
+
+class _Scheduler:
+    """Resolve stages as their dependencies finish and keep ``jobs`` runs in flight.
+
+    ``run_key(spec)`` names a run's cache file and ``data_dir(spec)`` prepares and returns the
+    shared data folder it reads. Finished runs are written to ``runs_dir`` as they arrive.
+    """
+
+    def __init__(self, experiments, *, executor, jobs, force, backend, runs_dir, run_key,
+                 data_dir, bar):
+        self.executor = executor
+        self.jobs = jobs
+        self.force = force
+        self.backend = backend
+        self.runs_dir = runs_dir
+        self.run_key = run_key
+        self.data_dir = data_dir
+        self.bar = bar
+        self.waiting = [(order, experiment, stage) for order, experiment in
+                        enumerate(experiments) for stage in experiment.stages]
+        # finished[experiment][stage][index] = (spec, record); resolved[(experiment, stage)]
+        # lists the specs of a stage once its dependencies have finished.
+        self.finished = {experiment.name: {} for experiment in experiments}
+        self.resolved = {}
+        self.timing = {experiment.name: {"first": None, "last": None}
+                       for experiment in experiments}
+        self.ready = []
+        self.inflight = {}
+        self.n_computed = 0
+
+    def run(self):
+        """Run every stage to the end; on any exception, cancel what is still queued."""
+        try:
+            while self.waiting or self.ready or self.inflight:
+                self._resolve_stages()
+                self._submit_ready()
+                if self.inflight:
+                    self._collect()
+                elif self.waiting and not self.ready:
+                    names = [f"{e.name}/{s.name}" for _, e, s in self.waiting]
+                    raise AssertionError(f"stages {names} wait for stages that never run")
+        except BaseException:
+            for future in self.inflight:
+                future.cancel()
+            raise
+
+    def _stage_done(self, experiment, name):
+        specs = self.resolved.get((experiment.name, name))
+        return specs is not None and len(self.finished[experiment.name][name]) == len(specs)
+
+    def _resolve_stages(self):
+        # Cached runs of a newly resolved stage finish right here.
+        for entry in list(self.waiting):
+            order, experiment, stage = entry
+            if not all(self._stage_done(experiment, name) for name in stage.depends_on):
+                continue
+            self.waiting.remove(entry)
+            done = self.finished[experiment.name]
+            specs = stage.resolve({name: [done[name][i] for i in sorted(done[name])]
+                                   for name in stage.depends_on})
+            self.resolved[(experiment.name, stage.name)] = specs
+            done[stage.name] = {}
+            self.bar.total += sum(spec.work() for spec in specs) - _expected_work(stage)
+            upstream = any(stage.name in other.depends_on for other in experiment.stages)
+            for index, spec in enumerate(specs):
+                key = self.run_key(spec)
+                record = None
+                if not self.force:
+                    record = _record_from_cache(self.runs_dir / f"{key}.json", key)
+                if record is None:
+                    self.ready.append(_Task(experiment, stage, index, spec, key, upstream, order))
+                    continue
+                record["cached"] = True
+                self.bar.total -= spec.work()
+                done[stage.name][index] = (spec, record)
+            self.bar.refresh()
+
+    def _submit_ready(self):
+        self.ready.sort(key=_Task.priority)
+        while self.ready and len(self.inflight) < self.jobs:
+            task = self.ready.pop(0)
+            directory = self.data_dir(task.spec)
+            times = self.timing[task.experiment.name]
+            times["first"] = times["first"] or time.perf_counter()
+            self._show([*self.inflight.values(), task])
+            future = self.executor.submit(execute_run, task.spec, directory, self.backend)
+            self.inflight[future] = task
+
+    def _collect(self):
+        done, _ = wait(list(self.inflight), return_when=FIRST_COMPLETED)
+        for future in sorted(done, key=lambda f: self.inflight[f].priority()):
+            task = self.inflight.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:
+                raise RunFailedError(f"run {task.spec.label or task.key} of "
+                                     f"{task.experiment.name}/{task.stage.name} failed: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+            record = {"key": task.key, "kind": task.spec.kind, "label": task.spec.label,
+                      "spec": task.spec.to_dict(), "backend": self.backend, **result}
+            _write_json_atomic(self.runs_dir / f"{task.key}.json", record)
+            record["cached"] = False
+            self.n_computed += 1
+            self.timing[task.experiment.name]["last"] = time.perf_counter()
+            self.finished[task.experiment.name][task.stage.name][task.index] = \
+                (task.spec, record)
+            self.bar.update(task.spec.work())
+            logger.info("finished %s in %.1f s", task.describe(), result["seconds"])
+        self._show(self.inflight.values())
+
+    def _show(self, tasks):
+        text = "; ".join(task.describe() for task in tasks)
+        self.bar.set_description_str(text[:80] or "idle", refresh=True)
+
+    def experiment_results(self, experiment) -> dict:
+        """Every stage's run records of ``experiment`` and its timings, in stage order."""
+        times = self.timing[experiment.name]
+        stages = []
+        for stage in experiment.stages:
+            runs = self.finished[experiment.name][stage.name]
+            stages.append({"name": stage.name, "title": stage.title,
+                           "runs": [runs[i][1] for i in sorted(runs)]})
+        span = None if times["first"] is None else times["last"] - times["first"]
+        return {"name": experiment.name, "title": experiment.title,
+                "description": experiment.description, "report": experiment.report,
+                "stages": stages, "wall_seconds": span,
+                "run_seconds": sum(r["seconds"] for s in stages for r in s["runs"])}
 
 
 def run_study(experiments=None, data=None, out="runs/reproduce", *, jobs=1, backend=None,
@@ -302,12 +428,14 @@ def run_study(experiments=None, data=None, out="runs/reproduce", *, jobs=1, back
     force : bool
         Rerun every run and overwrite its cached result.
     executor : concurrent.futures.Executor, optional
-        Where to run, for example a Dask client's executor; it must see ``out`` under the same
-        path. It stays open afterwards.
+        Where to run, for example a Dask client's executor. Its workers must see ``out``
+        under the same path. It stays open afterwards.
     n_val : int
         Validation rows taken from the end of the training batches.
     max_train_rows : int or None
         Keep only the first training rows in the shared data (the quick study needs few).
+    progress : bool
+        Show a progress bar with the runs in flight and an estimate of the time left.
 
     Returns
     -------
@@ -324,8 +452,9 @@ def run_study(experiments=None, data=None, out="runs/reproduce", *, jobs=1, back
     """
     if experiments is None:
         experiments = EXPERIMENTS
-    experiments = list(experiments.values()) if isinstance(experiments, dict) else \
-        list(experiments)
+    if isinstance(experiments, dict):
+        experiments = list(experiments.values())
+    experiments = list(experiments)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     backend_name = get_backend(backend).name
@@ -353,144 +482,45 @@ def run_study(experiments=None, data=None, out="runs/reproduce", *, jobs=1, back
     prepared = {}
 
     def data_dir(spec):
+        # Gradient checks read the default dtype's data and convert their slice to float64.
         dtype = getattr(spec, "dtype", config.DEFAULT_DTYPE)
         if dtype not in prepared:
             prepared[dtype] = prepare_data(source, cache / "data" / data_key(dtype), n_val=n_val,
                                            dtype=dtype, max_train_rows=max_train_rows)
         return str(prepared[dtype])
 
-    # Everything the scheduler tracks, per experiment and stage.
-    waiting = [(e_index, experiment, stage) for e_index, experiment in enumerate(experiments)
-               for stage in experiment.stages]
-    finished = {experiment.name: {} for experiment in experiments}
-    resolved = {}
-    timing = {experiment.name: {"first": None, "last": None} for experiment in experiments}
-    ready = []
-    inflight = {}
-    n_computed = 0
-
-    def upstream(experiment, stage):
-        return any(stage.name in other.depends_on for other in experiment.stages)
-
-    def expected_work(stage):
-        if stage.runs:
-            return sum(spec.work() for spec in stage.runs)
-        return stage.expected_count() * stage.base.work()
-
     own_executor = executor is None
-    if own_executor:
-        executor = InlineExecutor() if jobs == 1 else ProcessPoolExecutor(
-            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_sigint)
-    bar = tqdm(total=sum(expected_work(stage) for _, _, stage in waiting),
-               disable=not progress, unit="step", desc="study", leave=False)
-    tracker = _Progress(bar)
-
-    def complete(task, record):
-        finished[task.experiment.name].setdefault(task.stage.name, {})[task.index] = \
-            (task.spec, record)
-        bar.update(task.spec.work())
-
+    if own_executor and jobs == 1:
+        executor = InlineExecutor()
+    elif own_executor:
+        # Spawned workers start without a copy of this process's memory.
+        executor = ProcessPoolExecutor(max_workers=jobs,
+                                       mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_ignore_sigint)
+    total = sum(_expected_work(stage) for experiment in experiments
+                for stage in experiment.stages)
+    bar = tqdm(total=total, disable=not progress, unit="step", desc="study", leave=False)
+    scheduler = _Scheduler(experiments, executor=executor, jobs=jobs, force=force,
+                           backend=backend_name, runs_dir=cache / "runs", run_key=run_key,
+                           data_dir=data_dir, bar=bar)
     try:
-        while waiting or ready or inflight:
-            # Resolve every stage whose dependencies have finished; cached runs finish here.
-            for entry in list(waiting):
-                e_index, experiment, stage = entry
-                done = finished[experiment.name]
-                needed = stage.depends_on
-                if not all((experiment.name, name) in resolved
-                           and len(done[name]) == len(resolved[(experiment.name, name)])
-                           for name in needed):
-                    continue
-                waiting.remove(entry)
-                specs = stage.resolve({name: [done[name][i] for i in sorted(done[name])]
-                                       for name in needed})
-                resolved[(experiment.name, stage.name)] = specs
-                bar.total = max(0, bar.total - expected_work(stage)
-                                + sum(s.work() for s in specs))
-                finished[experiment.name].setdefault(stage.name, {})
-                for index, spec in enumerate(specs):
-                    key = run_key(spec)
-                    task = _Task(experiment, stage, index, spec, key,
-                                 upstream(experiment, stage), e_index)
-                    record = None if force else _record_from_cache(cache / "runs" / f"{key}.json",
-                                                                   key)
-                    if record is not None:
-                        record["cached"] = True
-                        bar.total = max(0, bar.total - spec.work())
-                        finished[experiment.name][stage.name][index] = (spec, record)
-                    else:
-                        ready.append(task)
-                bar.refresh()
-
-            ready.sort(key=_Task.priority)
-            while ready and len(inflight) < jobs:
-                task = ready.pop(0)
-                directory = data_dir(task.spec)
-                times = timing[task.experiment.name]
-                times["first"] = times["first"] or time.perf_counter()
-                tracker.running[task.key] = task
-                tracker.describe()
-                future = executor.submit(execute_run, task.spec, directory, backend_name)
-                inflight[future] = task
-
-            if not inflight:
-                if waiting and not ready:
-                    names = [f"{e.name}/{s.name}" for _, e, s in waiting]
-                    raise AssertionError(f"stages {names} wait for stages that never run")
-                continue
-            done_futures, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            for future in sorted(done_futures, key=lambda f: inflight[f].priority()):
-                task = inflight.pop(future)
-                tracker.running.pop(task.key, None)
-                try:
-                    result = future.result()
-                except Exception as exc:
-                    raise RunFailedError(
-                        f"run {task.spec.label or task.key} of {task.experiment.name}/"
-                        f"{task.stage.name} failed: {type(exc).__name__}: {exc}") from exc
-                record = {"key": task.key, "kind": task.spec.kind, "label": task.spec.label,
-                          "spec": task.spec.to_dict(), "backend": backend_name, **result}
-                _write_json_atomic(cache / "runs" / f"{task.key}.json", record)
-                record["cached"] = False
-                n_computed += 1
-                timing[task.experiment.name]["last"] = time.perf_counter()
-                complete(task, record)
-                logger.info("finished %s/%s %s in %.1f s", task.experiment.name,
-                            task.stage.name, task.spec.label, result["seconds"])
-                tracker.describe()
+        scheduler.run()
     except BaseException:
         if own_executor and isinstance(executor, ProcessPoolExecutor):
             _stop_workers(executor)
-        else:
-            for future in inflight:
-                future.cancel()
         raise
     finally:
         bar.close()
     if own_executor:
         executor.shutdown(wait=True)
 
-    experiments_out = []
-    for experiment in experiments:
-        times = timing[experiment.name]
-        stages = []
-        for stage in experiment.stages:
-            runs = finished[experiment.name][stage.name]
-            stages.append({"name": stage.name, "title": stage.title,
-                           "runs": [runs[i][1] for i in sorted(runs)]})
-        run_seconds = sum(r["seconds"] for s in stages for r in s["runs"])
-        span = None if times["first"] is None else times["last"] - times["first"]
-        experiments_out.append({"name": experiment.name, "title": experiment.title,
-                                "description": experiment.description,
-                                "report": experiment.report, "stages": stages,
-                                "wall_seconds": span, "run_seconds": run_seconds})
+    experiments_out = [scheduler.experiment_results(experiment) for experiment in experiments]
+    n_cached = sum(run["cached"] for e in experiments_out for s in e["stages"]
+                   for run in s["runs"])
     return {"study": {"backend": backend_name, "jobs": jobs, "n_val": n_val,
                       "max_train_rows": max_train_rows, "data": fingerprint,
-                      "machine": machine_description(), "runs_computed": n_computed,
-                      "runs_cached": sum(run["cached"] for e in experiments_out
-                                         for s in e["stages"] for run in s["runs"]),
-                      "wall_seconds": time.perf_counter() - started},
+                      "machine": machine_description(), "runs_computed": scheduler.n_computed,
+                      "runs_cached": n_cached, "wall_seconds": time.perf_counter() - started},
             "experiments": experiments_out}
 
 
