@@ -5,16 +5,17 @@ quantities with the loops merged. A hidden layer's forward is one GEMM and then 
 takes the batch statistics, normalizes, scales, shifts and applies the ReLU. Its backward is one
 function that applies the ReLU mask, forms dgamma and dbeta, and turns both column reductions into
 dS, followed by the GEMMs for dW and for the gradient of the layer below. ``train_steps`` runs a
-whole stretch of SGD steps, batch gathering included, in one call to compiled code.
+whole stretch of SGD steps, batch gathering included, in one call to compiled code, and folds
+each W update into its dW GEMM. The GEMMs call SciPy's BLAS (sgemm or dgemm) directly.
 
 Every kernel serves float32 and float64 from one source: Numba compiles one specialization per
 dtype, and batch normalization is a runtime flag, not a compile-time one.
 
 Preconditions, checked by ``fastkbn.Network`` before a backend runs and never here:
 
-- ``theta`` (n_params,) and ``running`` (n_stats,) are C-contiguous, of one float dtype, laid out
-  by ``fastkbn.layout.Layout``; ``offsets`` (k, 4), ``stat_offsets`` (k,) and ``sizes`` (k + 1,)
-  are that layout's int64 tables.
+- ``theta`` (n_params,) and ``running`` (n_stats,) are C-contiguous arrays of one float dtype,
+  laid out by ``fastkbn.layout.Layout``.
+- ``offsets`` (k, 4), ``stat_offsets`` (k,) and ``sizes`` (k + 1,) are that layout's int64 tables.
 - ``X`` (n, d) is C-contiguous of theta's dtype, with ``d == sizes[0]``.
 - ``y`` (n,) is int64 with every label in ``0 .. sizes[-1] - 1``.
 - ``idx`` is int64 with every entry in ``0 .. n - 1`` and at least
@@ -34,8 +35,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import llvmlite.binding
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
 
 from fastkbn.config import BN_EPS
 
@@ -49,7 +55,7 @@ _W, _B, _GAMMA, _BETA = 0, 1, 2, 3
 # Cache location.
 
 def _is_writable_dir(path) -> bool:
-    """Whether ``path`` exists or can be created, and accepts a new file."""
+    """Test whether ``path`` exists or can be created, and accepts a new file."""
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -137,19 +143,89 @@ def _kernel(func):
 
 
 # ----------------------------------------------------------------------------------------------
+# BLAS.
+
+# SciPy's BLAS (32-bit integers) under symbol names that compiled code resolves when it is linked,
+# so the calls survive Numba's disk cache, which stores no absolute addresses.
+_GEMM_SYMBOLS = {types.float32: "fastkbn_sgemm", types.float64: "fastkbn_dgemm"}
+for _dtype, _symbol in _GEMM_SYMBOLS.items():
+    _routine = "sgemm" if _dtype == types.float32 else "dgemm"
+    llvmlite.binding.add_symbol(
+        _symbol, get_cython_function_address("scipy.linalg.cython_blas", _routine))
+
+
+@intrinsic
+def _fortran_gemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """``c := alpha * op(a) op(b) + beta * c`` in BLAS's column-major terms (sgemm or dgemm).
+
+    ``trans_a`` and ``trans_b`` are the BLAS characters as uint8 (``ord("N")`` or ``ord("T")``);
+    the sizes are passed by value and copied to stack slots, as the Fortran interface expects.
+    """
+    if not (isinstance(c, types.Array) and c.dtype in _GEMM_SYMBOLS
+            and a.dtype == c.dtype and b.dtype == c.dtype):
+        return None
+    symbol = _GEMM_SYMBOLS[c.dtype]
+    signature = types.void(types.uint8, types.uint8, types.intp, types.intp, types.intp, c.dtype,
+                           a, types.intp, b, types.intp, c.dtype, c, types.intp)
+
+    def codegen(context, builder, sig, args):
+        pointer = cgutils.voidptr_t
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [pointer] * 13), symbol)
+
+        def by_reference(value):
+            return builder.bitcast(cgutils.alloca_once_value(builder, value), pointer)
+
+        def int32_by_reference(value):
+            return by_reference(builder.trunc(value, ir.IntType(32)))
+
+        def data(array_type, value):
+            array = context.make_array(array_type)(context, builder, value)
+            return builder.bitcast(array.data, pointer)
+
+        (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) = args
+        builder.call(function, [
+            by_reference(trans_a), by_reference(trans_b),
+            int32_by_reference(m), int32_by_reference(n), int32_by_reference(k),
+            by_reference(alpha), data(sig.args[6], a), int32_by_reference(lda),
+            data(sig.args[8], b), int32_by_reference(ldb),
+            by_reference(beta), data(sig.args[11], c), int32_by_reference(ldc)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+# ----------------------------------------------------------------------------------------------
 # Small helpers.
 
 @_kernel
 def _as_dtype_of(value, like):
-    """``value`` converted to the dtype of the array ``like``."""
+    """Convert ``value`` to the dtype of the array ``like``."""
     out = np.empty(1, dtype=like.dtype)
     out[0] = value
     return out[0]
 
 
 @_kernel
+def _gemm(transpose_A, transpose_B, alpha, A, B, beta, C):
+    """``C := alpha * op(A) op(B) + beta * C`` for C-contiguous (row-major) A, B and C.
+
+    op(A) is A.T when ``transpose_A`` is True, else A; likewise for B. BLAS is column-major, where
+    the row-major C is C.T, so this computes ``C.T := alpha * op(B).T op(A).T + beta * C.T``.
+    """
+    m, n = C.shape
+    k = A.shape[0] if transpose_A else A.shape[1]
+    if m == 0 or n == 0:
+        return
+    trans_B = np.uint8(84) if transpose_B else np.uint8(78)
+    trans_A = np.uint8(84) if transpose_A else np.uint8(78)
+    _fortran_gemm(trans_B, trans_A, n, m, k, alpha, B, max(B.shape[1], 1), A,
+                  max(A.shape[1], 1), beta, C, n)
+
+
+@_kernel
 def _weights(theta, offsets, sizes, l):
-    """Layer ``l``'s W (d_out, d_in), a view into theta."""
+    """Return layer ``l``'s W (d_out, d_in), a view into theta."""
     d_in = sizes[l]
     d_out = sizes[l + 1]
     start = offsets[l, _W]
@@ -158,13 +234,13 @@ def _weights(theta, offsets, sizes, l):
 
 @_kernel
 def _vector(buffer, start, length):
-    """A (length,) view into a flat buffer."""
+    """Return a (length,) view into a flat buffer."""
     return buffer[start:start + length]
 
 
 @_kernel
 def _matrix(buffer, start, rows, cols):
-    """A C-contiguous (rows, cols) view into a flat buffer."""
+    """Return a C-contiguous (rows, cols) view into a flat buffer."""
     return buffer[start:start + rows * cols].reshape((rows, cols))
 
 
@@ -183,7 +259,7 @@ def _hidden_forward_train(H_in, W, b, gamma, beta, S_hat, H_out, mu, v, std, bat
     zero = _as_dtype_of(0.0, H_out)
 
     # S = H_in W^T, written into S_hat's buffer; the bias is added in the pass below.
-    np.dot(H_in, W.T, S_hat)
+    _gemm(False, True, 1.0, H_in, W, 0.0, S_hat)
 
     if not batch_norm:
         for i in range(n):
@@ -230,7 +306,7 @@ def _hidden_forward_train(H_in, W, b, gamma, beta, S_hat, H_out, mu, v, std, bat
 def _hidden_backward(delta, S_hat, H_out, gamma, std, dgamma, dbeta, db, through, batch_norm):
     """Backward of one hidden layer's ReLU and batch normalization, in place on ``delta``.
 
-    delta (n, d_out) holds dL/dH_out on entry and dL/dS on exit. S_hat and H_out (n, d_out) and
+    delta (n, d_out) contains dL/dH_out on entry and dL/dS on exit. S_hat and H_out (n, d_out) and
     gamma, std (d_out,) come from :func:`_hidden_forward_train`. Writes dgamma, dbeta and db (the
     column sums of dS), all (d_out,); ``through`` is (2, d_out) scratch. Without batch
     normalization dS is the masked gradient, and dgamma, dbeta, through are unused.
@@ -291,7 +367,7 @@ def _hidden_forward_running(H_in, W, b, gamma, beta, mean, var, H_out, batch_nor
     zero = _as_dtype_of(0.0, H_out)
     eps = _as_dtype_of(BN_EPS, H_out)
 
-    np.dot(H_in, W.T, H_out)
+    _gemm(False, True, 1.0, H_in, W, 0.0, H_out)
 
     for i in range(n):
         for j in range(d_out):
@@ -308,7 +384,7 @@ def _hidden_forward_running(H_in, W, b, gamma, beta, mean, var, H_out, batch_nor
 def _output_forward(H_in, W, b, scores):
     """``scores = H_in W^T + b``. H_in is (n, d_in), W is (K, d_in), b is (K,), scores (n, K)."""
     n, K = scores.shape
-    np.dot(H_in, W.T, scores)
+    _gemm(False, True, 1.0, H_in, W, 0.0, scores)
     for i in range(n):
         for j in range(K):
             scores[i, j] += b[j]
@@ -318,7 +394,7 @@ def _output_forward(H_in, W, b, scores):
 def _softmax_cross_entropy_backward(scores, y, db):
     """Mean cross-entropy of scores (n, K) for labels y (n,); turns scores into dL/dscores.
 
-    On exit ``scores`` holds (P - Y) / n and db (K,) its column sums. Returns the loss as a
+    On exit ``scores`` contains (P - Y) / n and db (K,) its column sums. Returns the loss as a
     float64 (the sum over rows runs in float64).
     """
     n, K = scores.shape
@@ -365,13 +441,13 @@ def _max_hidden_width(sizes):
 
 @_kernel
 def _train_workspace(theta, stat_size, sizes, rows):
-    """Buffers for forward and backward with batch statistics on up to ``rows`` samples.
+    """Allocate buffers for forward and backward with batch statistics on up to ``rows`` rows.
 
-    Returns ``(S_hat, H, scores, delta, batch_stats, std, through, grad, starts)``, where S_hat
-    and H are flat buffers that hold each hidden layer's (rows, d_out) block from ``starts[l]``,
-    scores holds (rows, K), delta is two flat (rows, max hidden width) blocks, batch_stats is laid
-    out like ``running``, std holds each hidden layer's d_out values from the start of its running
-    mean, through is (2, max hidden width) scratch and grad is laid out like theta.
+    Returns ``(S_hat, H, scores, delta, batch_stats, std, through, grad, starts)``. S_hat and H
+    are flat buffers with each hidden layer's (rows, d_out) block from ``starts[l]``. scores has
+    room for (rows, K) and delta for two (rows, max hidden width) blocks. batch_stats is laid out
+    like ``running``, and std has each hidden layer's d_out values from the start of its running
+    mean. through is (2, max hidden width) scratch, and grad is laid out like theta.
     """
     k = sizes.shape[0] - 1
     starts = np.zeros(k, dtype=np.int64)
@@ -419,7 +495,7 @@ def _hidden_train_arguments(theta, offsets, stat_offsets, sizes, batch_norm, wor
 
 @_kernel
 def _forward_train(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace):
-    """Forward with batch statistics for X (n, d); returns the scores (n, K), a workspace view.
+    """Run forward with batch statistics for X (n, d) and return the scores (n, K), a view.
 
     The batch means and variances go to the workspace's batch_stats, never to running.
     """
@@ -452,12 +528,15 @@ def _forward_train(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace
 
 
 @_kernel
-def _backward(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace, lam):
-    """Backward for the last :func:`_forward_train` on X, whose scores now hold dL/dscores.
+def _backward(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace, lam, update, eta):
+    """Run backward for the last :func:`_forward_train` on X, whose scores are now dL/dscores.
 
-    Fills the workspace's grad with every W gradient (including ``2 * lam * W``) and every hidden
-    layer's b, gamma and beta gradient. The output layer's b gradient must already be there, as
-    :func:`_softmax_cross_entropy_backward` leaves it.
+    The output layer's b gradient must already be in the workspace's grad, as
+    :func:`_softmax_cross_entropy_backward` leaves it. With ``update`` False this fills grad with
+    every W gradient (including ``2 * lam * W``) and every hidden layer's b, gamma and beta
+    gradient. With ``update`` True it takes the SGD step ``theta <- theta - eta * grad`` instead,
+    layer by layer: each W update rides inside its dW GEMM, and grad keeps only the b, gamma and
+    beta gradients.
     """
     H_buffer = workspace[1]
     delta_buffer = workspace[3]
@@ -466,17 +545,24 @@ def _backward(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace, lam
     starts = workspace[8]
     k = sizes.shape[0] - 1
     n = X.shape[0]
-    two_lam = _as_dtype_of(2.0 * lam, theta)
+
+    # dW = dS^T H_in + 2 lam W as one GEMM: C = W (a copy in grad) with beta = 2 lam. The update
+    # W <- W - eta * dW = (1 - 2 eta lam) W - eta dS^T H_in is the same GEMM on W in theta.
+    if update:
+        gemm_alpha = -eta
+        gemm_beta = 1.0 - 2.0 * eta * lam
+    else:
+        gemm_alpha = 1.0
+        gemm_beta = 2.0 * lam
 
     dS = _matrix(workspace[2], 0, n, sizes[k])
     for l in range(k - 1, -1, -1):
         d_in = sizes[l]
         d_out = sizes[l + 1]
         W = _weights(theta, offsets, sizes, l)
-        dW = _weights(grad, offsets, sizes, l)
 
         if l < k - 1:
-            # dS holds dL/dH_out of this hidden layer; turn it into dL/dS.
+            # dS contains dL/dH_out of this hidden layer, turned here into dL/dS.
             _, _, gamma, _, S_hat, H_out, _, _, std = _hidden_train_arguments(
                 theta, offsets, stat_offsets, sizes, batch_norm, workspace, l, n)
             db = _vector(grad, offsets[l, _B], d_out)
@@ -488,20 +574,35 @@ def _backward(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace, lam
             _hidden_backward(dS, S_hat, H_out, gamma, std, dgamma, dbeta, db,
                              through[:, :d_out], batch_norm)
 
-        # dW = dS^T H_in + 2 lam W.
-        if l == 0:
-            np.dot(dS.T, X, dW)
-        else:
-            np.dot(dS.T, _matrix(H_buffer, starts[l - 1], n, d_in), dW)
-        for r in range(d_out):
-            for c in range(d_in):
-                dW[r, c] += two_lam * W[r, c]
-
-        # The first layer's input is the data, which needs no gradient.
+        # The gradient for the layer below uses W before its update. The first layer's input is
+        # the data, which needs no gradient.
         if l > 0:
             dH = _matrix(delta_buffer[l % 2], 0, n, d_in)
-            np.dot(dS, W, dH)
+            _gemm(False, False, 1.0, dS, W, 0.0, dH)
+
+        if update:
+            target = W
+            _step(theta, grad, offsets[l, _B], d_out, eta)
+            if l < k - 1 and batch_norm:
+                _step(theta, grad, offsets[l, _GAMMA], d_out, eta)
+                _step(theta, grad, offsets[l, _BETA], d_out, eta)
+        else:
+            target = _weights(grad, offsets, sizes, l)
+            target[:, :] = W
+        if l == 0:
+            _gemm(True, False, gemm_alpha, dS, X, gemm_beta, target)
+        else:
+            H_in = _matrix(H_buffer, starts[l - 1], n, d_in)
+            _gemm(True, False, gemm_alpha, dS, H_in, gemm_beta, target)
             dS = dH
+
+
+@_kernel
+def _step(theta, grad, start, length, eta):
+    """``theta <- theta - eta * grad`` on the entries ``start .. start + length - 1``."""
+    eta_typed = _as_dtype_of(eta, theta)
+    for p in range(start, start + length):
+        theta[p] -= eta_typed * grad[p]
 
 
 @_kernel
@@ -515,7 +616,7 @@ def _update_running(running, batch_stats, alpha):
 
 # ----------------------------------------------------------------------------------------------
 # Entry points for fastkbn.backends.numba_backend. They trust their inputs (see the module
-# docstring) and never change theta or running unless their name says so.
+# docstring). Only train_steps changes theta and running.
 
 @_kernel
 def scores_batch_stats(theta, offsets, stat_offsets, sizes, batch_norm, X, stat_size):
@@ -576,7 +677,7 @@ def loss_and_gradients(theta, offsets, stat_offsets, sizes, batch_norm, X, y, la
     scores = _forward_train(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace)
     loss = _softmax_cross_entropy_backward(scores, y,
                                            _vector(grad, offsets[k - 1, _B], sizes[k]))
-    _backward(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace, lam)
+    _backward(theta, offsets, stat_offsets, sizes, batch_norm, X, workspace, lam, False, 0.0)
     return loss, grad
 
 
@@ -619,9 +720,6 @@ def train_steps(theta, running, offsets, stat_offsets, sizes, batch_norm, X, y, 
             scores, y_batch, _vector(grad, offsets[k - 1, _B], sizes[k]))
         if batch_norm:
             _update_running(running, batch_stats, alpha)
-        _backward(theta, offsets, stat_offsets, sizes, batch_norm, X_batch, workspace, lam)
-
-        eta = _as_dtype_of(etas[s], theta)
-        for p in range(theta.shape[0]):
-            theta[p] -= eta * grad[p]
+        _backward(theta, offsets, stat_offsets, sizes, batch_norm, X_batch, workspace, lam, True,
+                  etas[s])
     return losses

@@ -38,7 +38,8 @@ _SCRIPT = textwrap.dedent("""
     layout = net.layout
     losses = kernels.train_steps(net.theta, net.running, layout.offsets, layout.stat_offsets,
                                  sizes, True, X, y, idx, 4, np.array([0.1, 0.1]), 0.01, 0.9)
-    assert np.isfinite(losses).all() and losses.shape == (2,)
+    assert losses.shape == (2,)
+    assert np.isfinite(losses).all()
     print(kernels.CACHE_ENABLED, kernels.CACHE_DIR)
 """)
 

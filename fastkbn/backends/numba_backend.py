@@ -1,10 +1,13 @@
 """The Numba backend: thin wrappers that hand a network's flat buffers to compiled kernels.
 
 The kernels live in ``fastkbn.kernels.numba_kernels``. This module converts the arguments to the
-types the kernels are compiled for (int64 tables, float64 learning rates, Python floats), limits
-nothing about threads (BLAS threads are the caller's choice, through threadpoolctl), and logs the
-compile time of each first call at debug level. ``fastkbn.Network`` validates every input before
-these methods run.
+types the kernels are compiled for (int64 tables, float64 learning rates, Python floats). It logs
+the duration of each kernel's first call at debug level: that call compiles the kernel or loads
+it from the disk cache. ``fastkbn.Network`` validates every input before these methods run.
+
+BLAS threads are the caller's choice, through threadpoolctl. NOTE: the kernels call SciPy's
+OpenBLAS, which is loaded when this module is first imported. A ``threadpool_limits`` block
+entered before that import does not reach it, so import the backend (or ``scipy.linalg``) first.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 class NumbaBackend(Backend):
-    """Fused kernels compiled by Numba; one specialization per dtype."""
+    """Fused kernels compiled by Numba, one specialization per dtype."""
 
     name = "numba"
 
