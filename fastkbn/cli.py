@@ -252,9 +252,10 @@ def cmd_train(args) -> int:
 
 def format_gradcheck_table(errors: dict) -> str:
     """The gradient-check errors as an aligned text table."""
-    lines = [f"{'parameter':<10} {'max abs error':>14} {'max rel error':>14}"]
+    lines = [f"{'parameter':<10} {'max abs error':>14} {'max rel error':>14} {'kinks':>6}"]
     for name, e in errors.items():
-        lines.append(f"{name:<10} {e['max_abs']:>14.3e} {e['max_rel']:>14.3e}")
+        lines.append(f"{name:<10} {e['max_abs']:>14.3e} {e['max_rel']:>14.3e} "
+                     f"{e['kinks']:>6}")
     return "\n".join(lines)
 
 
@@ -287,6 +288,10 @@ def cmd_gradcheck(args) -> int:
     passed = worst <= args.tol
     print(f"largest relative error {worst:.3e}: {'passed' if passed else 'FAILED'} "
           f"(tolerance {args.tol:g})")
+    n_kinks = sum(e["kinks"] for e in errors.values())
+    if n_kinks:
+        print(f"{n_kinks} entries left out: every step tried crossed a ReLU kink, where the "
+              "cost has no derivative")
     if args.json:
         _write_json_atomic(Path(args.json), {"sizes": list(net.sizes),
                                             "batch_norm": net.batch_norm, "n": args.n,
