@@ -3,6 +3,10 @@
 Public API: :class:`Network`, :func:`train`, :func:`cyclical_lr`, :func:`gradcheck`,
 :func:`load_cifar10`, and the named experiments in :mod:`fastkbn.experiments`.
 """
+# The compiled kernels call SciPy's BLAS, a library separate from NumPy's. threadpoolctl only
+# limits libraries that are already loaded, so load it here for limits set right after import.
+import scipy.linalg  # noqa: F401
+
 from .backends import available_backends, get_backend
 from .errors import BackendUnavailableError, TrainingDivergedError
 from .gradcheck import gradcheck
