@@ -304,6 +304,7 @@ def _header(results, quick):
     dtypes = sorted({run["spec"].get("dtype", "float64") for e in results["experiments"]
                      for run in _runs(e)})
     estimate = study["numpy_estimate"]
+    run_cpu = sum(e["run_cpu_seconds"] for e in results["experiments"])
     lines = ["# fastkbn reproduce: k-layer networks with batch normalization on CIFAR-10", ""]
     if quick:
         lines += ["**Quick study**: a few thousand images and a short schedule, to check the "
@@ -315,7 +316,8 @@ def _header(results, quick):
         f"- Workers: {study['jobs']}, one BLAS thread each",
         f"- Data: {study['data']['path']}, {study['n_val']} validation rows",
         f"- Total wall time: {_minutes(study['wall_seconds'])} "
-        f"({study['runs_computed']} runs computed, {study['runs_cached']} from the cache)",
+        f"({study['runs_computed']} runs computed, {study['runs_cached']} from the cache); "
+        f"CPU time of all runs {_minutes(run_cpu)}",
         f"- NumPy reference path, **estimated**: {_minutes(estimate['sequential_seconds'])} in "
         f"one process, about {_minutes(estimate['parallel_seconds'])} with {study['jobs']} "
         f"workers ({estimate['method']})",
@@ -346,8 +348,8 @@ def write_report(results: dict, experiments, out, *, quick: bool = False) -> dic
         body += [f"## {experiment.title}", "", result["description"], "",
                  f"Wall time: {_minutes(result['wall_seconds'])} from its first run starting to "
                  f"its last finishing (runs overlap with other experiments); "
-                 f"{result['run_seconds']:.1f} s of run time in {len(_runs(result))} runs, "
-                 f"{n_cached} from the cache.", ""]
+                 f"{result['run_seconds']:.1f} s of run time ({result['run_cpu_seconds']:.1f} s "
+                 f"of CPU time) in {len(_runs(result))} runs, {n_cached} from the cache.", ""]
         if experiment.reference:
             body += [f"Reference: {experiment.reference.source}."]
             if experiment.reference.note:

@@ -79,7 +79,7 @@ def run_numbers(results_path):
     for experiment in results["experiments"]:
         for stage in experiment["stages"]:
             for run in stage["runs"]:
-                numbers = {k: v for k, v in run.items() if k not in ("seconds", "cached")}
+                numbers = {k: v for k, v in run.items() if k not in ("seconds", "cpu_seconds", "cached")}
                 out[(experiment["name"], stage["name"], run["label"])] = numbers
     return out
 
