@@ -1,12 +1,12 @@
 """Side-by-side speed comparison behind ``fastkbn bench``.
 
-One process times every contender on the same machine, in alternating rounds (A B C, B C A, ...),
-and reports each contender's time per training step as a ratio to the baselines a user would
-otherwise pick: the NumPy reference backend in float64 and in float32, PyTorch on the CPU
-training the same network, and the GEMM bound (the step's two large matrix products alone,
-through NumPy's BLAS). Warm-up calls, JIT compilation included, are timed separately and left
-out of the statistics. The pytest-benchmark suite in ``bench/`` covers the per-backend timings;
-this module is the comparison and the records it writes.
+One process times every contender on the same machine, in alternating rounds (A B C, B C A, ...).
+It reports each contender's time per training step as a ratio to the baselines a user would
+otherwise pick. These are the NumPy reference backend in float64 and in float32, PyTorch on the
+CPU training the same network, and the GEMM bound: the step's two large matrix products alone,
+through the BLAS that the compiled kernels call. Warm-up calls, JIT compilation included, are
+timed separately and left out of the statistics. The pytest-benchmark suite in ``bench/`` times
+each backend on its own, and this module is the comparison and the records it writes.
 
 Thread counts are pinned the same for every contender: BLAS and OpenMP pools through
 threadpoolctl, PyTorch through ``torch.set_num_threads`` and Numba through
@@ -131,7 +131,7 @@ def make_pool(dtype, rows=POOL_ROWS, width=3072, n_classes=10, seed=0):
 
 
 def make_index(rows, count, seed=1):
-    """Return a shuffled index of length ``count`` into ``rows`` rows, built from whole permutations."""
+    """Return a shuffled index of length ``count`` into ``rows`` rows, from whole permutations."""
     rng = np.random.default_rng(seed)
     parts = [rng.permutation(rows) for _ in range(-(-count // rows))]
     return np.concatenate(parts)[:count].astype(np.int64)
@@ -238,10 +238,10 @@ class _TorchContender:
 
 
 def _blas_operand(M):
-    """``(array, trans)`` for passing row-major M to column-major BLAS without a copy.
+    """Return ``(array, trans)`` that pass row-major M to column-major BLAS without a copy.
 
-    A C-contiguous M is its own transpose in column-major order; an F-contiguous M (a ``.T``
-    view of a C-contiguous array) is passed as is and transposed by the routine.
+    Column-major BLAS reads a C-contiguous M as its transpose, so M.T goes in untransposed. An
+    F-contiguous M, such as the ``.T`` view of a C-contiguous array, goes in as is with trans=1.
     """
     if M.flags.c_contiguous:
         return M.T, 0
@@ -270,9 +270,9 @@ class _GemmContender:
     With ``all_layers=False`` these are the two products of the first layer, which dominate a
     step on 3072 inputs: ``X_b (n, d) @ W1.T`` forward and ``dS1.T (h1, n) @ X_b`` for dW1.
     With ``all_layers=True`` every layer's forward, dW and (above the first layer) dH product.
-    The products run through SciPy's BLAS, which the Cython kernels call through
-    ``scipy.linalg.cython_blas`` and Numba's ``np.dot`` calls too; ``blas="numpy"`` uses
-    ``np.dot`` and NumPy's own BLAS instead, which can be another build.
+    The products run through SciPy's BLAS. The Cython kernels call it through
+    ``scipy.linalg.cython_blas``, and Numba's compiled ``np.dot`` calls the same routines. With
+    ``blas="numpy"`` the products use ``np.dot`` and NumPy's own BLAS, which can be another build.
     """
 
     kind = "gemm"
@@ -309,7 +309,7 @@ class _GemmContender:
 
 
 def _make_contenders(sizes, batch_norm, dtypes, pools, steps, skipped):
-    """Build every contender that can run here for one network, and note the others in ``skipped``."""
+    """Build every contender that can run here for one network; note the others in ``skipped``."""
     contenders = []
     for dtype in dtypes:
         makers = [(backend, lambda b=backend: _FastkbnContender(b, sizes, batch_norm, dtype,
@@ -421,6 +421,7 @@ def time_alternating(contenders, steps, repeats, warmup) -> list:
             elapsed = time.perf_counter() - start
             if r >= warmup:
                 samples[i].append(elapsed / steps)
+        logger.debug("round %d of %d done", r + 1, warmup + repeats)
 
     return [{"contender": c.name, "kind": c.kind, "dtype": c.dtype,
              "first_call_s": first_call[i], **summarize(samples[i])}
@@ -495,6 +496,14 @@ def _physical_cores():
         if "core id" in fields_:
             cores.add((fields_.get("physical id"), fields_["core id"]))
     return len(cores) or None
+
+
+def _load_average():
+    """Return the 1, 5 and 15 minute load averages, or None where the system has none."""
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
 
 
 def machine_info() -> dict:
@@ -589,6 +598,7 @@ def run_comparison(settings: Settings) -> dict:
         "blas": blas_info(),
         "threads": list(settings.threads),
         "groups": [], "skipped": [], "targets": [], "experiment": None,
+        "load_average": {"start": _load_average(), "end": None},
     }
 
     pools = {dtype: make_pool(dtype) for dtype in settings.dtypes}
@@ -614,6 +624,7 @@ def run_comparison(settings: Settings) -> dict:
         threads = max(settings.threads)
         with pinned_threads(threads) as counts:
             record["experiment"] = run_experiment(settings.data, threads_in_effect=counts)
+    record["load_average"]["end"] = _load_average()
     return record
 
 
@@ -789,8 +800,12 @@ def format_report(record) -> str:
     blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture'] or '-'}, "
                      f"{b['prefix']})" for b in record["blas"] if b["user_api"] == "blas")
     env = ", ".join(f"{k}={v}" for k, v in record["environment"].items() if v is not None)
+    load = record["load_average"]
+    load_text = " -> ".join("-" if value is None else f"{value[0]:.1f}"
+                            for value in (load["start"], load["end"]))
     lines = [f"machine: {record['machine']['cpu_model']}, {record['machine']['logical_cores']} "
-             f"logical cores; BLAS: {blas}; environment: {env or 'no BLAS variables set'}",
+             f"logical cores, 1-minute load average {load_text}; BLAS: {blas}; environment: "
+             f"{env or 'no BLAS variables set'}",
              "ratio columns: contender time per step / baseline time per step (lower is "
              "faster); numpy-float64 and numpy-float32 are the reference backend, torch and "
              "gemm are in the row's dtype", ""]
@@ -802,6 +817,86 @@ def format_report(record) -> str:
     if record["experiment"]:
         lines += ["", format_experiment(record["experiment"])]
     return "\n".join(lines)
+
+
+def _markdown_ratio(value):
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _markdown_load(value):
+    return "-" if value is None else f"{value[0]:.1f}"
+
+
+def format_markdown_entry(record) -> str:
+    """Format a records entry for bench/RESULTS.md: context, ratio tables, targets, experiment."""
+    machine = record["machine"]
+    blas = "; ".join(f"{b['internal_api']} {b['version']}, kernel {b['architecture'] or '-'} "
+                     f"({Path(b['filepath']).name})"
+                     for b in record["blas"] if b["user_api"] == "blas")
+    env = ", ".join(f"`{k}={v}`" for k, v in record["environment"].items() if v is not None)
+    versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items() if v is not None)
+    load = record["load_average"]
+    commit = record["git_commit"] or "unknown"
+    if record["git_dirty"]:
+        commit += " (with uncommitted changes)"
+    lines = [
+        f"## {record['created'][:10]}, {commit[:12] if record['git_commit'] else commit}",
+        "",
+        f"- Date: {record['created']}",
+        f"- Commit: {commit}",
+        f"- Machine: {machine['cpu_model']}, {machine['logical_cores']} logical cores "
+        f"({machine['physical_cores']} physical), {machine['platform']}, Python "
+        f"{machine['python']}",
+        f"- 1-minute load average: {_markdown_load(load['start'])} at the start, "
+        f"{_markdown_load(load['end'])} at the end",
+        f"- BLAS: {blas}",
+        f"- Environment: {env or 'no OPENBLAS_* or thread variables set'}",
+        f"- Versions: {versions}",
+        f"- Command: `{record['command']}`",
+        "",
+        "Time per training step at batch 100 (median), spread (p75 − p25) / median, and ratios "
+        "of time per step to each baseline: lower is faster.",
+    ]
+    for group in record["groups"]:
+        bn = "with BN" if group["batch_norm"] else "without BN"
+        ratios = {(r["contender"], r["dtype"]): r["ratios"] for r in group["ratios"]}
+        lines += ["", f"### {group['net']} {group['sizes']} {bn}, {group['threads']} "
+                      f"thread(s)", "",
+                  "| contender | dtype | ms/step | spread | / numpy f64 | / numpy f32 | "
+                  "/ torch | / gemm |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in group["results"]:
+            row = ratios[(r["contender"], r["dtype"])]
+            lines.append(f"| {r['contender']} | {r['dtype']} | {r['median'] * 1e3:.3f} | "
+                         f"{r['spread'] * 100:.0f}% | "
+                         + " | ".join(_markdown_ratio(row[b]) for b in BASELINES) + " |")
+    lines += ["", "### Targets", "", "| target | backend | threads | ratio | limit | verdict |",
+              "| --- | --- | ---: | ---: | ---: | --- |"]
+    for o in record["targets"]:
+        if o["met"] is None:
+            verdict = "baseline not measured"
+        elif o["met"]:
+            verdict = f"met ({o['factor']:.2f} of the limit)"
+        else:
+            verdict = f"**missed** by {o['factor']:.2f}×"
+        lines.append(f"| {o['target']} | {o['backend']} | {o['threads']} | "
+                     f"{_markdown_ratio(o['ratio'])} | {o['max_ratio']:.3f} | {verdict} |")
+    for note in record["skipped"]:
+        lines.append(f"\nSkipped {note['contender']} ({note['dtype']}): {note['reason']}")
+    experiment = record["experiment"]
+    if experiment:
+        torch_s = next((r["seconds"] for r in experiment["runs"]
+                        if r["contender"] == "torch"), None)
+        lines += ["", f"### Experiment: {experiment['sizes']} with BN, {experiment['steps']} "
+                      f"steps, {experiment['data']}", "",
+                  "| contender | wall time s | / torch | validation accuracy |",
+                  "| --- | ---: | ---: | ---: |"]
+        for r in experiment["runs"]:
+            ratio = None if torch_s is None else r["seconds"] / torch_s
+            accuracy = "–" if r["val_accuracy"] is None else f"{r['val_accuracy']:.4f}"
+            lines.append(f"| {r['contender']} | {r['seconds']:.1f} | {_markdown_ratio(ratio)} | "
+                         f"{accuracy} |")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -893,6 +988,8 @@ def add_parser(sub):
                         "else random data of CIFAR-10's shape)")
     p.add_argument("--json", default="bench-results.json", metavar="FILE",
                    help="where to write the figures (default: bench-results.json)")
+    p.add_argument("--markdown", default=None, metavar="FILE",
+                   help="also write the results as a bench/RESULTS.md entry to FILE")
     p.set_defaults(func=cmd_bench)
 
 
@@ -906,4 +1003,7 @@ def cmd_bench(args) -> int:
     tmp.replace(path)
     print(format_report(record))
     print(f"\nwrote {path}")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown_entry(record))
+        print(f"wrote {args.markdown}")
     return 0

@@ -25,7 +25,8 @@ def quick_record(tmp_path_factory):
 
 def test_quick_record_top_level_keys(quick_record):
     for key in ("schema_version", "created", "command", "git_commit", "settings", "environment",
-                "machine", "versions", "blas", "threads", "groups", "skipped", "targets"):
+                "machine", "versions", "blas", "threads", "groups", "skipped", "targets",
+                "load_average"):
         assert key in quick_record, key
     assert quick_record["threads"] == [1]
     assert quick_record["command"].startswith("fastkbn bench --quick")
