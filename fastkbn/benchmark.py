@@ -404,7 +404,8 @@ def time_alternating(contenders, steps, repeats, warmup) -> list:
     Each contender's first call (JIT compilation, first BLAS calls, page faults) is timed on its
     own as ``first_call_s``. Then ``warmup`` alternating rounds are run and discarded, then
     ``repeats`` rounds are kept. Round r starts at contender r (A B C, B C A, C A B, ...), so no
-    contender always follows the same one. Times are seconds per step.
+    contender always follows the same one. Times are seconds per step. A contender reused in a
+    later group (another thread count) was compiled before, so its ``first_call_s`` there is warm.
     """
     first_call = []
     for c in contenders:
