@@ -121,51 +121,63 @@ def _write_curves(result, experiment, figures):
     return lines, summary, checks
 
 
+def _retrain_lines(result, stage, reference):
+    """Table of the retrained lambda values, ranked by validation accuracy, and its check."""
+    ranked = sorted(stage["runs"], key=lambda r: (-r["val_accuracy"], r["spec"]["lam"]))
+    rows = []
+    for rank, run in enumerate(ranked, start=1):
+        test = _percent(run["test_accuracy"])
+        rows.append([rank, format_lam(run["spec"]["lam"]), _fmt(_percent(run["val_accuracy"])),
+                     _fmt(test), *_spread_cells(reference, f"best {rank}", test)])
+    lines = [f"**{stage['title']}** (ranked by validation accuracy):", ""]
+    lines += _table(["rank", "lambda", "validation %", "test %", "published test %",
+                     "public spread %", "inside"], rows) + [""]
+
+    summary = [{"lam": run["spec"]["lam"], "cycles": run["spec"]["cycles"],
+                "val_accuracy_percent": _percent(run["val_accuracy"]),
+                "test_accuracy_percent": _percent(run["test_accuracy"])} for run in ranked]
+    checks = []
+    if ranked and reference and "best 1" in reference.spread:
+        checks.append(_check(f"{result['name']}: test accuracy of the best lambda "
+                             f"({format_lam(ranked[0]['spec']['lam'])})",
+                             _percent(ranked[0]["test_accuracy"]), *reference.spread["best 1"]))
+    return lines, summary, checks
+
+
+def _search_pass_lines(stage, reference):
+    """Table of one search pass: validation and test accuracy per lambda."""
+    rows = []
+    for run in sorted(stage["runs"], key=lambda r: r["spec"]["lam"]):
+        published = reference.published.get(run["label"]) if reference else None
+        rows.append([format_lam(run["spec"]["lam"]), _fmt(_percent(run["val_accuracy"])),
+                     _fmt(_percent(run["test_accuracy"])), _fmt(published)])
+    lines = [f"**{stage['title']}**:", ""]
+    lines += _table(["lambda", "validation %", "test %", "published validation %"], rows)
+    summary = [{"lam": run["spec"]["lam"],
+                "val_accuracy_percent": _percent(run["val_accuracy"]),
+                "test_accuracy_percent": _percent(run["test_accuracy"])}
+               for run in stage["runs"]]
+    return lines + [""], summary
+
+
 def _write_lambda_search(result, experiment, figures):
-    reference = experiment.reference
     lines, summary, checks = [], {}, []
     fig, (ax,) = new_figure(width=7.0, height=4.0)
     for stage in result["stages"]:
         runs = stage["runs"]
         lams = [run["spec"]["lam"] for run in runs]
         if stage["name"] == "retrain":
-            ranked = sorted(runs, key=lambda r: (-r["val_accuracy"], r["spec"]["lam"]))
-            rows = []
-            for rank, run in enumerate(ranked, start=1):
-                rows.append([rank, format_lam(run["spec"]["lam"]),
-                             _fmt(_percent(run["val_accuracy"])),
-                             _fmt(_percent(run["test_accuracy"])),
-                             *_spread_cells(reference, f"best {rank}",
-                                            _percent(run["test_accuracy"]))])
-            lines += [f"**{stage['title']}** (ranked by validation accuracy):", ""]
-            lines += _table(["rank", "lambda", "validation %", "test %", "published test %",
-                             "public spread %", "inside"], rows) + [""]
-            summary[stage["name"]] = [{"lam": run["spec"]["lam"], "cycles": run["spec"]["cycles"],
-                                       "val_accuracy_percent": _percent(run["val_accuracy"]),
-                                       "test_accuracy_percent": _percent(run["test_accuracy"])}
-                                      for run in ranked]
-            if ranked and reference and "best 1" in reference.spread:
-                checks.append(_check(f"{result['name']}: test accuracy of the best lambda "
-                                     f"({format_lam(ranked[0]['spec']['lam'])})",
-                                     _percent(ranked[0]["test_accuracy"]),
-                                     *reference.spread["best 1"]))
+            stage_lines, summary[stage["name"]], stage_checks = _retrain_lines(
+                result, stage, experiment.reference)
+            checks += stage_checks
             ax.plot(lams, [_percent(r["test_accuracy"]) for r in runs], "k*", markersize=10,
                     label=f"{stage['title']}: test")
-            continue
-        rows = []
-        for run in sorted(runs, key=lambda r: r["spec"]["lam"]):
-            published = reference.published.get(run["label"]) if reference else None
-            rows.append([format_lam(run["spec"]["lam"]), _fmt(_percent(run["val_accuracy"])),
-                         _fmt(_percent(run["test_accuracy"])), _fmt(published)])
-        lines += [f"**{stage['title']}**:", ""]
-        lines += _table(["lambda", "validation %", "test %", "published validation %"],
-                        rows) + [""]
-        summary[stage["name"]] = [{"lam": run["spec"]["lam"],
-                                   "val_accuracy_percent": _percent(run["val_accuracy"]),
-                                   "test_accuracy_percent": _percent(run["test_accuracy"])}
-                                  for run in runs]
-        ax.plot(lams, [_percent(r["val_accuracy"]) for r in runs], "o", label=
-                f"{stage['title']}: validation")
+        else:
+            stage_lines, summary[stage["name"]] = _search_pass_lines(stage, experiment.reference)
+            ax.plot(lams, [_percent(r["val_accuracy"]) for r in runs], "o",
+                    label=f"{stage['title']}: validation")
+        lines += stage_lines
+
     ax.set_xscale("log")
     ax.set_xlabel("lambda")
     ax.set_ylabel("accuracy (%)")

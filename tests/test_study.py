@@ -30,7 +30,7 @@ def archive(tmp_path_factory):
 
 
 def shrink_further(experiment):
-    """``quick`` with 20-step runs and a gradient check on a 2-layer-wide [10, 10] network."""
+    """Apply ``quick`` with 20-step runs and a gradient check on hidden layers [10, 10]."""
     shrunk = experiments.quick(experiment, n_s=5, points_per_cycle=2)
     stages = []
     for stage in shrunk.stages:
