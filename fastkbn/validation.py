@@ -67,8 +67,9 @@ def check_X(X, width: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
     """Return X as a C-contiguous ``(n, width)`` array of ``dtype``, or raise.
 
     X must already have the network's dtype: converting silently would hide a float64 array fed
-    to a float32 network (or the reverse) and the precision the caller expects. Fortran-ordered,
-    strided and read-only arrays are copied into C order, never read in place.
+    to a float32 network (or the reverse) and the precision the caller expects. Fortran-ordered
+    and strided arrays are copied into C order. C-contiguous read-only arrays (memory-mapped
+    data shared between workers) are used in place, because no backend writes to X.
     """
     if not isinstance(X, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(X).__name__}")
