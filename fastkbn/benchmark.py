@@ -251,7 +251,7 @@ def _blas_operand(M):
 
 
 def scipy_gemm(A, B, out):
-    """``out[...] = A @ B`` for row-major arrays through SciPy's BLAS ``?gemm``.
+    """Compute ``out[...] = A @ B`` for row-major arrays through SciPy's BLAS ``?gemm``.
 
     Row-major ``C = A B`` is column-major ``C^T = B^T A^T``, so the operands go in swapped.
     ``out`` must be C-contiguous with A's dtype.
