@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from . import config
 from .backends import get_backend
+from .environment import blas_info, library_versions, load_average, machine_info
 from .errors import BackendUnavailableError
 from .network import Network
 
@@ -471,75 +470,7 @@ def check_targets(groups) -> list:
 
 
 # ----------------------------------------------------------------------------------------------
-# What the records store beside the numbers.
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _physical_cores():
-    """Distinct (physical id, core id) pairs in /proc/cpuinfo, or None where it is unreadable."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    cores = set()
-    for block in text.strip().split("\n\n"):
-        fields_ = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-        fields_ = {k.strip(): v.strip() for k, v in fields_.items()}
-        if "core id" in fields_:
-            cores.add((fields_.get("physical id"), fields_["core id"]))
-    return len(cores) or None
-
-
-def _load_average():
-    """Return the 1, 5 and 15 minute load averages, or None where the system has none."""
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
-
-
-def machine_info() -> dict:
-    """CPU model, core counts, operating system and Python."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu_model": _cpu_model(), "logical_cores": os.cpu_count(),
-            "physical_cores": _physical_cores(), "usable_cores": usable,
-            "platform": platform.platform(), "python": platform.python_version()}
-
-
-def library_versions() -> dict:
-    """Installed versions of fastkbn and the libraries the contenders use (None if absent)."""
-    versions = {}
-    for name in ("fastkbn", "numpy", "scipy", "numba", "torch", "threadpoolctl", "Cython"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def blas_info() -> list:
-    """BLAS and OpenMP libraries loaded in this process, as threadpoolctl reports them.
-
-    SciPy's BLAS (which the Cython kernels call through ``scipy.linalg.cython_blas``) is loaded
-    first so that it is listed when it is a separate library from NumPy's.
-    """
-    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS)
-    keys = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer",
-            "num_threads", "filepath")
-    return [{k: info.get(k) for k in keys} for info in threadpool_info()]
-
+# What the records store beside the numbers (machine, libraries and BLAS are in environment).
 
 def git_commit():
     """``(commit, dirty)`` of the source tree fastkbn runs from, or ``(None, None)``."""
@@ -599,7 +530,7 @@ def run_comparison(settings: Settings) -> dict:
         "blas": blas_info(),
         "threads": list(settings.threads),
         "groups": [], "skipped": [], "targets": [], "experiment": None,
-        "load_average": {"start": _load_average(), "end": None},
+        "load_average": {"start": load_average(), "end": None},
     }
 
     pools = {dtype: make_pool(dtype) for dtype in settings.dtypes}
@@ -625,7 +556,7 @@ def run_comparison(settings: Settings) -> dict:
         threads = max(settings.threads)
         with pinned_threads(threads) as counts:
             record["experiment"] = run_experiment(settings.data, threads_in_effect=counts)
-    record["load_average"]["end"] = _load_average()
+    record["load_average"]["end"] = load_average()
     return record
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from . import config
+from .environment import machine_info
 from .errors import BackendUnavailableError
+from .fileio import write_json_atomic
 
 EXIT_ERROR = 1
 EXIT_GRADCHECK_FAILED = 3
@@ -161,19 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------------------------
 # Subcommands.
 
-def _machine() -> dict:
-    import os
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__}
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def cmd_train(args) -> int:
     from .data import load_cifar10
     from .errors import TrainingDivergedError
@@ -212,7 +200,7 @@ def cmd_train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         checkpoint.unlink(missing_ok=True)
-        _write_json_atomic(out / "config.json", settings)
+        write_json_atomic(out / "config.json", settings)
     print(f"training {list(sizes)} batch_norm={net.batch_norm} on {data.X_train.shape[0]} "
           f"images, backend {net.backend}, {net.dtype.name}")
 
@@ -236,12 +224,12 @@ def cmd_train(args) -> int:
         "train_accuracy": net.accuracy(data.X_train, data.y_train),
         "train_seconds": seconds, "backend": net.backend, "dtype": net.dtype.name,
         "config": {**settings, "sizes": sizes, "data": str(data.source)},
-        "machine": _machine(), "history": history.to_dict(),
+        "machine": machine_info(), "history": history.to_dict(),
     }
     plot_curves(history, out / "curves.png",
                 f"{list(sizes)}, batch_norm={net.batch_norm}, lambda={settings['train']['lam']}")
     net.save(out / "model.npz")
-    _write_json_atomic(out / "result.json", result)
+    write_json_atomic(out / "result.json", result)
     val = result["val_accuracy"]
     print(f"test accuracy {result['test_accuracy']:.4f}, validation "
           f"{'n/a' if val is None else format(val, '.4f')}, training "
@@ -293,7 +281,7 @@ def cmd_gradcheck(args) -> int:
         print(f"{n_kinks} entries left out: every step tried crossed a ReLU kink, where the "
               "cost has no derivative")
     if args.json:
-        _write_json_atomic(Path(args.json), {"sizes": list(net.sizes),
+        write_json_atomic(Path(args.json), {"sizes": list(net.sizes),
                                             "batch_norm": net.batch_norm, "n": args.n,
                                             "lam": args.lam, "h": args.h, "tol": args.tol,
                                             "passed": passed, "errors": errors})

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import numbers
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 
 from . import config
 from .backends import get_backend
+from .fileio import save_npz_atomic
 from .layout import Layout
 from .validation import (check_dtype, check_finite_number, check_sizes, check_X, check_y)
 
@@ -328,26 +327,6 @@ class Network:
                                  f"configuration says {net.dtype}")
             view[...] = arr
         return net
-
-
-def save_npz_atomic(path, arrays: dict) -> None:
-    """Write ``arrays`` to ``path`` as an uncompressed ``.npz``, through a temporary file.
-
-    The temporary file sits in the destination folder, so the final ``os.replace`` is atomic on
-    POSIX file systems: readers see the old file or the new one, never a partial one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_npz_checked(path):

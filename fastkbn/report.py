@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .experiments import format_lam
+from .fileio import write_json_atomic, write_text_atomic
 from .plots import new_figure, plot_curves, save_figure
 
 logger = logging.getLogger(__name__)
@@ -273,10 +273,7 @@ def estimate_numpy_seconds(results: dict, cache_dir: Path) -> dict:
             evaluated = points * (rows["val"] + rows["train_eval"]) + rows["val"] + rows["test"]
             total += spec["cycles"] * 2 * spec["n_s"] * timing["step_seconds"]
             total += evaluated * timing["row_seconds"]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = timing_path.with_name(f"{timing_path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(timings, indent=1) + "\n")
-    os.replace(tmp, timing_path)
+    write_json_atomic(timing_path, timings, indent=1)
     return {"sequential_seconds": total,
             "parallel_seconds": total / results["study"]["jobs"],
             "method": f"NumPy backend timed for {NUMPY_TIMING_STEPS} steps and one "
@@ -298,12 +295,6 @@ def _strict_json(value):
     return value
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _minutes(seconds):
     if seconds is None:
         return "– (all runs cached)"
@@ -323,8 +314,8 @@ def _header(results, quick):
                   "pipeline. Its accuracies are not comparable with the reference figures.", ""]
     lines += [
         f"- Backend: {study['backend']}; dtype: {', '.join(dtypes)} (gradient checks float64)",
-        f"- Machine: {machine['platform']}, {machine['processor']}, {machine['cpu_count']} CPUs, "
-        f"Python {machine['python']}, NumPy {machine['numpy']}",
+        f"- Machine: {machine['cpu_model']}, {machine['logical_cores']} CPUs, "
+        f"{machine['platform']}, Python {machine['python']}, NumPy {machine['versions']['numpy']}",
         f"- Workers: {study['jobs']}, one BLAS thread each",
         f"- Data: {study['data']['path']}, {study['n_val']} validation rows",
         f"- Total wall time: {_minutes(study['wall_seconds'])} "
@@ -381,7 +372,7 @@ def write_report(results: dict, experiments, out, *, quick: bool = False) -> dic
                      for c in all_checks]) + [""]
     report_path = out / "report.md"
     results_path = out / "results.json"
-    _write_text_atomic(results_path, json.dumps(_strict_json(results), indent=1,
+    write_text_atomic(results_path, json.dumps(_strict_json(results), indent=1,
                                                 allow_nan=False) + "\n")
-    _write_text_atomic(report_path, "\n".join(lines + body) + "\n")
+    write_text_atomic(report_path, "\n".join(lines + body) + "\n")
     return {"report": report_path, "results": results_path, "figures": figures}

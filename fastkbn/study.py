@@ -17,7 +17,6 @@ import logging
 import math
 import multiprocessing
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -33,7 +32,9 @@ from tqdm.auto import tqdm
 
 from . import config
 from .backends import get_backend
+from .environment import library_versions, machine_info
 from .experiments import EXPERIMENTS, N_VAL, QUICK_N_TRAIN, QUICK_N_VAL, _digest, quick, select
+from .fileio import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -260,10 +261,8 @@ class _Task:
 
 
 def machine_description() -> dict:
-    """Describe the platform, CPU and library versions for the report."""
-    return {"platform": platform.platform(), "processor": platform.processor() or "unknown",
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__}
+    """Describe the machine and library versions for the report."""
+    return {**machine_info(), "versions": library_versions()}
 
 
 def _record_from_cache(path: Path, key: str):
@@ -272,13 +271,6 @@ def _record_from_cache(path: Path, key: str):
     except (OSError, ValueError):
         return None
     return record if record.get("key") == key else None
-
-
-def _write_json_atomic(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True) + "\n")
-    os.replace(tmp, path)
 
 
 def _expected_work(stage) -> int:
@@ -386,7 +378,7 @@ class _Scheduler:
                                      f"{type(exc).__name__}: {exc}") from exc
             record = {"key": task.key, "kind": task.spec.kind, "label": task.spec.label,
                       "spec": task.spec.to_dict(), "backend": self.backend, **result}
-            _write_json_atomic(self.runs_dir / f"{task.key}.json", record)
+            write_json_atomic(self.runs_dir / f"{task.key}.json", record, indent=1)
             record["cached"] = False
             self.n_computed += 1
             self.timing[task.experiment.name]["last"] = time.perf_counter()

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from . import config
 from .errors import TrainingDivergedError
-from .network import Network, load_npz_checked, save_npz_atomic
+from .fileio import save_npz_atomic
+from .network import Network, load_npz_checked
 from .schedules import CyclicalSchedule
 from .validation import check_finite_number, check_positive_int
 

@@ -32,7 +32,6 @@ import contextlib
 import logging
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import llvmlite.binding

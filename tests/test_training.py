@@ -6,7 +6,7 @@ import pytest
 
 import fastkbn
 from fastkbn import Network, TrainingDivergedError, train
-from conftest import make_problem
+
 
 ALL_BACKENDS = ("numpy", "numba", "cython")
 
