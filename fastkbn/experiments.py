@@ -52,8 +52,26 @@ def format_lam(lam: float) -> str:
     return f"{lam:.2g}"
 
 
+class _KeyedSpec:
+    """Shared by the spec dataclasses: a ``hidden`` tuple, a ``label`` and a ``kind``."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    def to_dict(self) -> dict:
+        """Return every field but ``label`` as JSON-ready values."""
+        out = dataclasses.asdict(self)
+        out.pop("label")
+        out["hidden"] = list(self.hidden)
+        return out
+
+    def key(self) -> str:
+        """Hex digest of the JSON of :meth:`to_dict` and the run kind; stable across sessions."""
+        return _digest({"kind": self.kind, **self.to_dict()})
+
+
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(_KeyedSpec):
     """One training run: a network, its training settings and the data rows it trains on.
 
     Every field except ``label`` goes into :meth:`key`, so two specs with equal keys give equal
@@ -95,20 +113,6 @@ class RunSpec:
 
     kind = "train"
 
-    def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-
-    def to_dict(self) -> dict:
-        """Return every field but ``label`` as JSON-ready values."""
-        out = dataclasses.asdict(self)
-        out.pop("label")
-        out["hidden"] = list(self.hidden)
-        return out
-
-    def key(self) -> str:
-        """Hex digest of the JSON of :meth:`to_dict` and the run kind; stable across sessions."""
-        return _digest({"kind": self.kind, **self.to_dict()})
-
     @property
     def steps(self) -> int:
         """Number of SGD steps the run takes."""
@@ -123,7 +127,7 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
-class GradcheckSpec:
+class GradcheckSpec(_KeyedSpec):
     """A gradient check in float64 on the first ``n`` training rows and ``dims`` features.
 
     Attributes
@@ -154,20 +158,6 @@ class GradcheckSpec:
     label: str = field(default="", compare=False)
 
     kind = "gradcheck"
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-
-    def to_dict(self) -> dict:
-        """Return every field but ``label`` as JSON-ready values."""
-        out = dataclasses.asdict(self)
-        out.pop("label")
-        out["hidden"] = list(self.hidden)
-        return out
-
-    def key(self) -> str:
-        """Hex digest of the JSON of :meth:`to_dict` and the run kind; stable across sessions."""
-        return _digest({"kind": self.kind, **self.to_dict()})
 
     @property
     def steps(self) -> int:
