@@ -2,7 +2,7 @@
 
 A network owns two flat buffers, ``theta`` (every parameter) and ``running`` (the running
 averages of batch normalization), laid out by :class:`fastkbn.layout.Layout`, and delegates the
-arithmetic to a backend. Every public method validates its inputs before a backend sees them.
+arithmetic to a backend. Every public method validates its inputs before it calls the backend.
 """
 from __future__ import annotations
 
@@ -280,7 +280,7 @@ class Network:
     # Files.
 
     def state_arrays(self) -> dict:
-        """Every parameter and running average as named arrays, for saving."""
+        """Return every parameter and running average as named arrays, for saving."""
         arrays = {name: view.copy() for name, view in self.params.items()}
         arrays.update({f"running_{name}": view.copy()
                        for name, view in self.running_stats.items()})
@@ -295,7 +295,8 @@ class Network:
         """
         path = Path(path)
         if not np.isfinite(self.theta).all() or not np.isfinite(self.running).all():
-            raise ValueError(f"refusing to save a network with non-finite parameters to {path}")
+            raise ValueError(f"cannot save to {path}: the network has non-finite parameters, "
+                             "which means training diverged; retrain with a lower eta_max")
         meta = {"format_version": config.FORMAT_VERSION, "kind": "network",
                 "config": self.config()}
         save_npz_atomic(path, {"meta": np.array(json.dumps(meta)), **self.state_arrays()})

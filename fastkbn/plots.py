@@ -11,7 +11,7 @@ import numpy as np
 
 
 def new_figure(width=10.0, height=3.2, ncols=1):
-    """A headless figure and its axes, not registered with pyplot."""
+    """Create a headless figure and its axes, not registered with pyplot."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

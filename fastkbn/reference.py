@@ -161,7 +161,7 @@ def backward(theta, layout: Layout, cache, dscores, lam):
     for l in reversed(range(layout.k)):
         entry = cache[l]
         if l < layout.k - 1:
-            # dS currently holds dL/dH_out for this hidden layer.
+            # Here dS contains dL/dH_out of this hidden layer.
             G = relu_backward(dS, entry["H_out"])
             if layout.has_bn(l):
                 dS, dgamma, dbeta = batchnorm_backward(G, entry["S_hat"], params[f"gamma{l + 1}"],

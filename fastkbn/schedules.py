@@ -1,4 +1,4 @@
-"""Learning-rate schedules. ``train`` asks a schedule for the rates of a run of steps at once."""
+"""Learning-rate schedules. ``train`` gets the rates of a run of steps from one call."""
 from __future__ import annotations
 
 import numpy as np

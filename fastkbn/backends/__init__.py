@@ -30,7 +30,7 @@ _instances: dict = {}
 
 
 def backend_names() -> list:
-    """Every registered backend name, plus ``"auto"``."""
+    """Return every registered backend name, plus ``"auto"``."""
     return ["auto", *_REGISTRY]
 
 
@@ -45,7 +45,7 @@ def get_backend(name: str | None = None) -> Backend:
     ValueError
         If ``name`` is not a registered backend.
     BackendUnavailableError
-        If the backend's module cannot be imported; the message says how to install it.
+        If the backend's module cannot be imported; the message tells how to install it.
     """
     if name is None:
         name = os.environ.get(ENV_VAR) or "auto"
