@@ -857,16 +857,6 @@ def _thread_list(text):
     return threads
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}; expected a positive integer")
-    return value
-
-
 def settings_from_args(args) -> Settings:
     """Turn parsed ``fastkbn bench`` options into :class:`Settings`; --quick fills the gaps."""
     defaults = Settings()
@@ -887,6 +877,8 @@ def settings_from_args(args) -> Settings:
 
 def add_parser(sub):
     """Register ``fastkbn bench`` on the CLI's subparsers."""
+    from .cli import positive_int
+
     p = sub.add_parser(
         "bench", help="compare training speed with NumPy, PyTorch and the GEMM bound",
         description="Time a training step of every available backend side by side with the "
@@ -905,11 +897,11 @@ def add_parser(sub):
                    metavar="DTYPE,DTYPE", help="precisions: float32, float64 (default: both)")
     p.add_argument("--batch-norm", choices=("on", "off", "both"), default="on",
                    help="networks with batch normalization, without, or both (default: on)")
-    p.add_argument("--steps", type=_positive_int, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="training steps per timed sample (default: 50; --quick: 10)")
-    p.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--repeats", type=positive_int, default=None, metavar="N",
                    help="timed samples per contender (default: 15; --quick: 3)")
-    p.add_argument("--warmup", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--warmup", type=positive_int, default=None, metavar="N",
                    help="alternating rounds run and discarded after each contender's first "
                         "call (default: 2; --quick: 1)")
     p.add_argument("--experiment", action="store_true",

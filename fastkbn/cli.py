@@ -41,6 +41,18 @@ def _hidden(text: str) -> list:
     return sizes
 
 
+def positive_int(text: str) -> int:
+    """Parse a count option: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}; expected a positive "
+                                         "integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {value}; expected a positive integer")
+    return value
+
+
 def _init(text: str):
     """``he``, ``xavier`` or a positive float standard deviation."""
     if text in ("he", "xavier"):

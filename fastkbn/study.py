@@ -11,7 +11,6 @@ source and the backend, so an interrupted study resumes with the runs it has not
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -529,16 +528,6 @@ def run_study(experiments=None, data=None, out="runs/reproduce", *, jobs=1, back
 # ----------------------------------------------------------------------------------------------
 # The command.
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _default_jobs():
     try:
         return len(os.sched_getaffinity(0))
@@ -548,6 +537,8 @@ def _default_jobs():
 
 def add_parser(sub):
     """Register the ``reproduce`` subcommand on the CLI's subparsers."""
+    from .cli import positive_int
+
     p = sub.add_parser(
         "reproduce", help="rerun the k-layer batch-normalization study on CIFAR-10",
         description="Run the gradient check, the 3- and 9-layer networks with and without "
@@ -559,7 +550,7 @@ def add_parser(sub):
                         "(default: $FASTKBN_DATA, then a cached download)")
     p.add_argument("--out", default="runs/reproduce", metavar="DIR",
                    help="output folder (default: runs/reproduce)")
-    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="runs in parallel, each in its own worker process with one BLAS thread "
                         "(default: the number of CPUs this process may use)")
     p.add_argument("--only", default=None, metavar="NAMES",
