@@ -911,7 +911,7 @@ def add_parser(sub):
                    help="CIFAR-10 archive or folder for --experiment (default: $FASTKBN_DATA, "
                         "else random data of CIFAR-10's shape)")
     p.add_argument("--json", default="bench-results.json", metavar="FILE",
-                   help="where to write the figures (default: bench-results.json)")
+                   help="file for the results as JSON (default: bench-results.json)")
     p.add_argument("--markdown", default=None, metavar="FILE",
                    help="also write the results as a bench/RESULTS.md entry to FILE")
     p.set_defaults(func=cmd_bench)

@@ -54,8 +54,8 @@ TEST_BATCH = "test_batch"
 META_FILE = "batches.meta"
 REQUIRED_FILES = TRAIN_BATCHES + (TEST_BATCH, META_FILE)
 
-_LOCATION_HINT = ("Pass the CIFAR-10 archive or folder with --data or the path argument, "
-                  "or set FASTKBN_DATA.")
+_LOCATION_HINT = ("Pass the path of a CIFAR-10 archive or folder (--data on the command line, "
+                  "path= in Python), or set FASTKBN_DATA.")
 _READ_CHUNK_BYTES = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _DOWNLOAD_CHUNK_BYTES = 1 << 16

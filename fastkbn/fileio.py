@@ -14,12 +14,24 @@ from pathlib import Path
 import numpy as np
 
 
+def _new_file_mode() -> int:
+    """Permissions that ``open`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _replace_atomically(path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    ``mkstemp`` creates its file readable by the owner only, so the mode is reset to what a
+    plain ``open`` would give before the file takes its final name.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _new_file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

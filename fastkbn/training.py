@@ -289,7 +289,10 @@ def train(net: Network, data, *, batch_size=config.BATCH_SIZE, eta_min=config.ET
         run.history._append_point(run.step, run.step * cfg.batch_size / run.n_epoch, values)
         return values
 
-    if run.step == 0 and run.history.step.size == 0:
+    # A fresh run starts with the point at step 0. A run interrupted while it evaluated has its
+    # step at an evaluation point that the history lacks, so it records that point now.
+    recorded = run.history.step
+    if run.step in eval_steps and (recorded.size == 0 or recorded[-1] != run.step):
         record()
     # At most ~200 calls into the backend per run keeps the progress bar moving.
     max_chunk = max(1, total // 200)
@@ -345,7 +348,7 @@ def train(net: Network, data, *, batch_size=config.BATCH_SIZE, eta_min=config.ET
     except KeyboardInterrupt:
         if checkpoint is not None:
             run.save(checkpoint)
-            logger.warning("interrupted at step %d; state saved to %s", run.step, checkpoint)
+            logger.info("interrupted at step %d; state saved to %s", run.step, checkpoint)
         raise
     finally:
         bar.close()

@@ -60,14 +60,50 @@ def test_train_resume_of_finished_run_is_identical(archive, tmp_path):
 def test_train_resume_without_run_fails(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path)]) != 0
     assert "config.json not found" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["train", "--resume", str(tmp_path)]) != 0
+    assert "start it again without --resume" in capsys.readouterr().err
+
+
+def test_data_command_without_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("FASTKBN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["data"]) == 1
+    assert "does not exist. Pass the CIFAR-10 archive" in capsys.readouterr().err
+
+
+def test_version_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("fastkbn ")
+
+
+@pytest.mark.filterwarnings("ignore:.*official")
+def test_output_files_readable_by_group(archive, tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        assert run_train(archive, tmp_path / "run") == 0
+    finally:
+        os.umask(old)
+    for name in ("result.json", "model.npz", "config.json", "checkpoint.npz"):
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o644, name
 
 
 @pytest.mark.filterwarnings("ignore:.*official")
 def test_bad_option_values_fail_cleanly(archive, tmp_path, capsys):
     assert run_train(archive, tmp_path / "run", "--lam", "-1") == 1
-    assert "lam must be >= 0.0" in capsys.readouterr().err
+    assert "--lam must be >= 0.0, got -1.0" in capsys.readouterr().err
     assert run_train(archive, tmp_path / "run", "--eta-min", "1", "--eta-max", "0.1") == 1
-    assert "larger than eta_max" in capsys.readouterr().err
+    assert "--eta-min (1.0) is larger than --eta-max (0.1)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    # Settings are checked before the data is read: the missing archive is never reached.
+    assert run_train(tmp_path / "missing.tar.gz", tmp_path / "run", "--lam", "-1") == 1
+    assert "--lam" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_train(archive, tmp_path / "run", "--n-s", "0")
+    assert "argument --n-s: invalid value 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--hidden", "50,x"])
     assert "invalid hidden sizes '50,x'" in capsys.readouterr().err

@@ -212,3 +212,32 @@ def test_data_object_and_errors():
         train(Network([20, 10, 3], backend="numpy"), object(), progress=False)
     with pytest.raises(ValueError, match=r"\(X, y\) or \(X, y, X_val, y_val\)"):
         train(Network([20, 10, 3], backend="numpy"), (X, y, X), progress=False)
+
+
+def test_resume_after_interrupt_during_evaluation(tmp_path):
+    X, y = separable(n=230)
+    data = (X, y, X[:40], y[:40])
+    settings = dict(batch_size=20, n_s=17, cycles=1, seed=3, points_per_cycle=2,
+                    progress=False)
+    full_history = train(Network([20, 10, 3], backend="numpy", seed=1), data, **settings)
+
+    net = Network([20, 10, 3], backend="numpy", seed=1)
+    calls = {"n": 0}
+    original = net._evaluate_checked
+
+    def interrupt_second_point(*args):
+        calls["n"] += 1
+        # Calls 1-2 evaluate step 0 (training, validation); call 3 is step 17's first.
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    net._evaluate_checked = interrupt_second_point
+    checkpoint = tmp_path / "checkpoint.npz"
+    with pytest.raises(KeyboardInterrupt):
+        train(net, data, checkpoint=checkpoint, **settings)
+
+    resumed = Network([20, 10, 3], backend="numpy", seed=1)
+    history = train(resumed, data, checkpoint=checkpoint, resume=True, **settings)
+    assert history.step.tolist() == [0, 17, 34]
+    assert history.to_dict() == full_history.to_dict()
