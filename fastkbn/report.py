@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 GRADCHECK_MAX_ERROR = 1e-7
 """Largest absolute or relative gradient error the study accepts in float64."""
 
+QUICK_SKIP_REASON = ("a quick run trains on a few thousand images with a short schedule, so "
+                     "its accuracies are not compared with the published ones")
+"""Why a quick run skips the accuracy checks; the terminal summary and the report show it."""
+
 NUMPY_TIMING_STEPS = 50
 """Training steps timed per network shape for the NumPy reference estimate."""
 
@@ -42,19 +46,31 @@ def _fmt(value, digits=2):
     return f"{value:.{digits}f}"
 
 
-def _check(what, value, low, high):
+def _check(what, value, low, high, *, quick_comparable=False):
+    """A check of ``value`` against [low, high].
+
+    ``quick_comparable`` marks checks that a quick run passes as the full study does, such as
+    the gradient check; :func:`write_report` skips the others in a quick run.
+    """
     passed = value is not None and low <= value <= high
-    return {"what": what, "value": value, "low": low, "high": high, "passed": passed}
+    return {"what": what, "value": value, "low": low, "high": high, "passed": passed,
+            "compared": True, "quick_comparable": quick_comparable}
 
 
-def _spread_cells(reference, label, value):
-    """Published value, spread and whether ``value`` is inside it, as table cells."""
-    published = reference.published.get(label) if reference else None
+def _spread_cells(reference, label, value, quick, published=None):
+    """Published value, spread and whether ``value`` is inside it, as table cells.
+
+    ``published`` defaults to the reference's figure for ``label``. A quick run shows "n/a"
+    in place of inside or not, because its accuracies are not compared.
+    """
+    if published is None and reference:
+        published = reference.published_figure(label)
     spread = reference.spread.get(label) if reference else None
     if spread is None:
         return [_fmt(published), "–", "–"]
     inside = value is not None and spread[0] <= value <= spread[1]
-    return [_fmt(published), f"{spread[0]:g}–{spread[1]:g}", "yes" if inside else "**no**"]
+    verdict = "n/a" if quick else "yes" if inside else "**no**"
+    return [_fmt(published), f"{spread[0]:g}–{spread[1]:g}", verdict]
 
 
 def _table(header, rows):
@@ -74,7 +90,7 @@ def _slug(text):
 # ----------------------------------------------------------------------------------------------
 # Writers, one per kind of experiment.
 
-def _write_gradcheck(result, experiment, figures):
+def _write_gradcheck(result, experiment, figures, quick):
     lines, summary, checks = [], {}, []
     for run in _runs(result):
         rows = [[name, f"{e['max_abs']:.2e}", f"{e['max_rel']:.2e}"]
@@ -83,17 +99,22 @@ def _write_gradcheck(result, experiment, figures):
         lines += _table(["parameter", "max absolute error", "max relative error"], rows) + [""]
         summary[run["label"]] = {"errors": run["errors"], "max_abs": run["max_abs"],
                                  "max_rel": run["max_rel"]}
-        checks.append(_check(f"{result['name']}: largest error ({run['label']})",
-                             max(run["max_abs"], run["max_rel"]), 0.0, GRADCHECK_MAX_ERROR))
+        lines += [f"Largest relative error {run['max_rel']:.2e}, largest absolute error "
+                  f"{run['max_abs']:.2e}; the study accepts at most {GRADCHECK_MAX_ERROR:g} "
+                  "for each.", ""]
+        for kind in ("relative", "absolute"):
+            checks.append(_check(f"{result['name']}: largest {kind} error ({run['label']})",
+                                 run[f"max_{kind[:3]}"], 0.0, GRADCHECK_MAX_ERROR,
+                                 quick_comparable=True))
     return lines, summary, checks
 
 
-def _accuracy_rows(runs, reference):
+def _accuracy_rows(runs, reference, quick):
     rows, summary, checks = [], {}, []
     for run in runs:
         test = _percent(run["test_accuracy"])
         rows.append([run["label"], _fmt(_percent(run["val_accuracy"])), _fmt(test),
-                     *_spread_cells(reference, run["label"], test)])
+                     *_spread_cells(reference, run["label"], test, quick)])
         summary[run["label"]] = {"test_accuracy_percent": test,
                                  "val_accuracy_percent": _percent(run["val_accuracy"]),
                                  "diverged": run["diverged"]}
@@ -103,9 +124,9 @@ def _accuracy_rows(runs, reference):
     return rows, summary, checks
 
 
-def _write_curves(result, experiment, figures):
+def _write_curves(result, experiment, figures, quick):
     runs = _runs(result)
-    rows, summary, checks = _accuracy_rows(runs, experiment.reference)
+    rows, summary, checks = _accuracy_rows(runs, experiment.reference, quick)
     for check in checks:
         check["what"] = f"{result['name']}: {check['what']}"
     lines = _table(["run", "validation %", "test %", "published test %", "public spread %",
@@ -121,17 +142,32 @@ def _write_curves(result, experiment, figures):
     return lines, summary, checks
 
 
-def _retrain_lines(result, stage, reference):
-    """Table of the retrained lambda values, ranked by validation accuracy, and its check."""
+def _retrain_lines(result, stage, reference, quick):
+    """Table of the retrained lambda values, ranked by validation accuracy, and its check.
+
+    A row shows a published figure only for the same lambda (to 2 significant digits), never
+    for the same rank. The spread is that of each public run's best lambda, so it applies to
+    rank 1 whatever its lambda.
+    """
     ranked = sorted(stage["runs"], key=lambda r: (-r["val_accuracy"], r["spec"]["lam"]))
     rows = []
     for rank, run in enumerate(ranked, start=1):
         test = _percent(run["test_accuracy"])
+        published = reference.published_figure(run["label"], stage["name"]) if reference \
+            else None
         rows.append([rank, format_lam(run["spec"]["lam"]), _fmt(_percent(run["val_accuracy"])),
-                     _fmt(test), *_spread_cells(reference, f"best {rank}", test)])
+                     _fmt(test), *_spread_cells(reference, f"best {rank}", test, quick,
+                                                published=published)])
     lines = [f"**{stage['title']}** (ranked by validation accuracy):", ""]
     lines += _table(["rank", "lambda", "validation %", "test %", "published test %",
                      "public spread %", "inside"], rows) + [""]
+    published_runs = reference.stage_published.get(stage["name"], {}) if reference else {}
+    if published_runs:
+        listed = ", ".join(f"{label.removeprefix('lam=')}: {figure:.2f} %"
+                           for label, figure in published_runs.items())
+        lines += [f"Test accuracy of the published run's best {len(published_runs)} lambda "
+                  f"values: {listed}. The published test % column shows them only where our "
+                  "lambda is the same to 2 significant digits.", ""]
 
     summary = [{"lam": run["spec"]["lam"], "cycles": run["spec"]["cycles"],
                 "val_accuracy_percent": _percent(run["val_accuracy"]),
@@ -148,7 +184,8 @@ def _search_pass_lines(stage, reference):
     """Table of one search pass: validation and test accuracy per lambda."""
     rows = []
     for run in sorted(stage["runs"], key=lambda r: r["spec"]["lam"]):
-        published = reference.published.get(run["label"]) if reference else None
+        published = reference.published_figure(run["label"], stage["name"]) if reference \
+            else None
         rows.append([format_lam(run["spec"]["lam"]), _fmt(_percent(run["val_accuracy"])),
                      _fmt(_percent(run["test_accuracy"])), _fmt(published)])
     lines = [f"**{stage['title']}**:", ""]
@@ -160,7 +197,7 @@ def _search_pass_lines(stage, reference):
     return lines + [""], summary
 
 
-def _write_lambda_search(result, experiment, figures):
+def _write_lambda_search(result, experiment, figures, quick):
     lines, summary, checks = [], {}, []
     fig, (ax,) = new_figure(width=7.0, height=4.0)
     for stage in result["stages"]:
@@ -168,7 +205,7 @@ def _write_lambda_search(result, experiment, figures):
         lams = [run["spec"]["lam"] for run in runs]
         if stage["name"] == "retrain":
             stage_lines, summary[stage["name"]], stage_checks = _retrain_lines(
-                result, stage, experiment.reference)
+                result, stage, experiment.reference, quick)
             checks += stage_checks
             ax.plot(lams, [_percent(r["test_accuracy"]) for r in runs], "k*", markersize=10,
                     label=f"{stage['title']}: test")
@@ -188,9 +225,9 @@ def _write_lambda_search(result, experiment, figures):
     return lines, summary, checks
 
 
-def _write_init_sensitivity(result, experiment, figures):
+def _write_init_sensitivity(result, experiment, figures, quick):
     runs = _runs(result)
-    rows, summary, checks = _accuracy_rows(runs, experiment.reference)
+    rows, summary, checks = _accuracy_rows(runs, experiment.reference, quick)
     for check in checks:
         check["what"] = f"{result['name']}: {check['what']}"
     lines = _table(["run", "validation %", "test %", "published test %", "public spread %",
@@ -295,10 +332,38 @@ def _strict_json(value):
     return value
 
 
-def _minutes(seconds):
+def describe_seconds(seconds) -> str:
+    """Format a duration in seconds, or in minutes from 2 minutes on; "–" for None."""
     if seconds is None:
-        return "– (all runs cached)"
+        return "–"
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+_ESTIMATED_NOTE = " (estimated from the cache files' modification times)"
+
+
+def _plural(count, noun):
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def describe_numpy_estimate(estimate, jobs) -> str:
+    """Describe the NumPy reference estimate, for one process and for ``jobs`` workers."""
+    return (f"NumPy reference path, estimated: {describe_seconds(estimate['sequential_seconds'])} "
+            f"in one process, about {describe_seconds(estimate['parallel_seconds'])} with {jobs} "
+            f"worker{'s' if jobs > 1 else ''}")
+
+
+def _wall_time_text(result) -> str:
+    """One sentence with an experiment's wall time now and, for cached runs, when computed."""
+    now, earlier = result["wall_seconds"], result["cached_wall_seconds"]
+    if earlier is None:
+        return f"Wall time: {describe_seconds(now)}."
+    estimated = result["cached_wall_estimated"]
+    cached = (f"The cached runs took {'about ' if estimated else ''}{describe_seconds(earlier)} "
+              f"of wall time when they were computed{_ESTIMATED_NOTE if estimated else ''}.")
+    if now is None:
+        return cached
+    return f"Wall time: {describe_seconds(now)} now. {cached}"
 
 
 def _header(results, quick):
@@ -306,27 +371,45 @@ def _header(results, quick):
     machine = study["machine"]
     dtypes = sorted({run["spec"].get("dtype", "float64") for e in results["experiments"]
                      for run in _runs(e)})
-    estimate = study["numpy_estimate"]
     run_cpu = sum(e["run_cpu_seconds"] for e in results["experiments"])
     lines = ["# fastkbn reproduce: k-layer networks with batch normalization on CIFAR-10", ""]
     if quick:
-        lines += ["**Quick study**: a few thousand images and a short schedule, to check the "
-                  "pipeline. Its accuracies are not comparable with the reference figures.", ""]
+        lines += [f"**Quick study**: {QUICK_SKIP_REASON}. Only the gradient checks are "
+                  "compared, and the accuracy checks are marked as skipped.", ""]
+    wall = (f"- Wall time of this invocation, up to writing this report: "
+            f"{describe_seconds(study['wall_seconds'])} ({study['runs_computed']} runs computed, "
+            f"{study['runs_cached']} from the cache)")
     lines += [
         f"- Backend: {study['backend']}; dtype: {', '.join(dtypes)} (gradient checks float64)",
         f"- Machine: {machine['cpu_model']}, {machine['logical_cores']} CPUs, "
         f"{machine['platform']}, Python {machine['python']}, NumPy {machine['versions']['numpy']}",
         f"- Workers: {study['jobs']}, one BLAS thread each",
         f"- Data: {study['data']['path']}, {study['n_val']} validation rows",
-        f"- Total wall time: {_minutes(study['wall_seconds'])} "
-        f"({study['runs_computed']} runs computed, {study['runs_cached']} from the cache); "
-        f"CPU time of all runs {_minutes(run_cpu)}",
-        f"- NumPy reference path, **estimated**: {_minutes(estimate['sequential_seconds'])} in "
-        f"one process, about {_minutes(estimate['parallel_seconds'])} with {study['jobs']} "
-        f"workers ({estimate['method']})",
+        wall,
+    ]
+    if study["runs_cached"]:
+        estimated = study["cached_wall_estimated"]
+        lines.append(f"- Wall time of the cached runs when they were computed: "
+                     f"{'about ' if estimated else ''}"
+                     f"{describe_seconds(study['cached_wall_seconds'])}, from the first run "
+                     "starting to the last finishing in each earlier invocation"
+                     f"{_ESTIMATED_NOTE if estimated else ''}")
+    estimate = study["numpy_estimate"]
+    lines += [
+        f"- CPU time of all runs: {describe_seconds(run_cpu)}",
+        f"- {describe_numpy_estimate(estimate, study['jobs'])} ({estimate['method']})",
+        "",
+        "An experiment's wall time runs from its first run starting to its last finishing, so "
+        "with several workers it includes time spent on runs of other experiments.",
         "",
     ]
     return lines
+
+
+def _verdict(check) -> str:
+    if not check["compared"]:
+        return "skipped (quick run)"
+    return "yes" if check["passed"] else "**no**"
 
 
 def write_report(results: dict, experiments, out, *, quick: bool = False) -> dict:
@@ -343,33 +426,39 @@ def write_report(results: dict, experiments, out, *, quick: bool = False) -> dic
     for result in results["experiments"]:
         experiment = experiments[result["name"]]
         before = set(figures.iterdir())
-        lines, summary, checks = REPORT_WRITERS[experiment.report](result, experiment, figures)
+        lines, summary, checks = REPORT_WRITERS[experiment.report](result, experiment, figures,
+                                                                   quick)
         result.update(summary=summary, checks=checks,
                       figures=sorted(f"figures/{p.name}" for p in set(figures.iterdir()) - before))
         all_checks += checks
         n_cached = sum(run["cached"] for run in _runs(result))
         body += [f"## {experiment.title}", "", result["description"], "",
-                 f"Wall time: {_minutes(result['wall_seconds'])} from its first run starting to "
-                 f"its last finishing (runs overlap with other experiments); "
-                 f"{result['run_seconds']:.1f} s of run time ({result['run_cpu_seconds']:.1f} s "
-                 f"of CPU time) in {len(_runs(result))} runs, {n_cached} from the cache.", ""]
+                 f"{_plural(len(_runs(result)), 'run')}, {n_cached} from the cache: "
+                 f"{describe_seconds(result['run_seconds'])} of run time and "
+                 f"{describe_seconds(result['run_cpu_seconds'])} of CPU time in total. "
+                 f"{_wall_time_text(result)}", ""]
         if experiment.reference:
             body += [f"Reference: {experiment.reference.source}."]
             if experiment.reference.note:
                 body += [experiment.reference.note]
             body += [""]
         body += lines
+    if quick:
+        for check in all_checks:
+            if not check["quick_comparable"]:
+                check.update(compared=False, passed=None)
     results["study"]["checks"] = all_checks
 
     lines = _header(results, quick)
-    passed = sum(check["passed"] for check in all_checks)
-    lines += [f"## Checks against the public spread: {passed} of {len(all_checks)} inside", ""]
-    if quick:
-        lines += ["(The quick study is not expected to reach these figures.)", ""]
+    compared = [check for check in all_checks if check["compared"]]
+    passed = sum(check["passed"] for check in compared)
+    title = f"## Checks against the public spread: {passed} of {len(compared)} inside"
+    if len(compared) < len(all_checks):
+        title += f", {len(all_checks) - len(compared)} skipped (quick run)"
+    lines += [title, ""]
     lines += _table(["check", "ours", "expected", "inside"],
                     [[c["what"], "–" if c["value"] is None else f"{c['value']:.4g}",
-                      f"{c['low']:g} – {c['high']:g}", "yes" if c["passed"] else "**no**"]
-                     for c in all_checks]) + [""]
+                      f"{c['low']:g} – {c['high']:g}", _verdict(c)] for c in all_checks]) + [""]
     report_path = out / "report.md"
     results_path = out / "results.json"
     write_text_atomic(results_path, json.dumps(_strict_json(results), indent=1,

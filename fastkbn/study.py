@@ -7,7 +7,9 @@ every run that is not cached through a ``concurrent.futures.Executor`` and retur
 Under the output folder, ``cache/data/<key>/`` contains the standardized CIFAR-10 arrays as
 ``.npy`` files that every worker maps read-only, so workers share one copy of the data, and
 ``cache/runs/<key>.json`` contains one finished run each. A run's key hashes its spec, the data
-source and the backend, so an interrupted study resumes with the runs it has not finished.
+source and the backend, so an interrupted study resumes with the runs it has not finished. Each
+run record also stores when it started and finished and which invocation computed it, so a
+report made from the cache can give the wall time that the cached runs took.
 """
 from __future__ import annotations
 
@@ -250,6 +252,7 @@ class _Task:
     key: str
     upstream: bool
     order: int
+    started_at: float = math.nan
 
     def priority(self):
         # Runs whose results other stages wait for go first, then the longest runs.
@@ -267,9 +270,58 @@ def machine_description() -> dict:
 def _record_from_cache(path: Path, key: str):
     try:
         record = json.loads(path.read_text())
+        finished = path.stat().st_mtime
     except (OSError, ValueError):
         return None
-    return record if record.get("key") == key else None
+    if record.get("key") != key:
+        return None
+    if "computed" not in record:
+        # Records written before the timestamps were stored: the file was written when the run
+        # finished, so its modification time and the run's duration bound the run.
+        record["computed"] = {"invocation": None, "started_at": finished - record["seconds"],
+                              "finished_at": finished, "estimated": True}
+    return record
+
+
+def _label_estimated_invocations(records):
+    """Give records without an invocation id one per group of runs with no gap between them.
+
+    A gap in which none of these runs was in progress separates two invocations of the study,
+    because the scheduler starts the next run as soon as one finishes.
+    """
+    undated = sorted((r for r in records if r["computed"]["invocation"] is None),
+                     key=lambda r: r["computed"]["started_at"])
+    group, busy_until = 0, -math.inf
+    for record in undated:
+        if record["computed"]["started_at"] > busy_until:
+            group += 1
+        busy_until = max(busy_until, record["computed"]["finished_at"])
+        record["computed"]["invocation"] = f"estimated-{group}"
+
+
+def _summed_wall_seconds(records):
+    """Sum, over the invocations that computed ``records``, their first start to last finish.
+
+    Returns None for no records.
+    """
+    spans = {}
+    for record in records:
+        computed = record["computed"]
+        first, last = spans.get(computed["invocation"], (math.inf, -math.inf))
+        spans[computed["invocation"]] = (min(first, computed["started_at"]),
+                                         max(last, computed["finished_at"]))
+    if not spans:
+        return None
+    return sum(last - first for first, last in spans.values())
+
+
+def _timing_summary(records) -> dict:
+    """Wall times of the runs computed now and of the cached runs when they were computed."""
+    computed = [r for r in records if not r["cached"]]
+    cached = [r for r in records if r["cached"]]
+    return {"wall_seconds": _summed_wall_seconds(computed),
+            "cached_wall_seconds": _summed_wall_seconds(cached),
+            "cached_wall_estimated": any(r["computed"].get("estimated") for r in cached)}
 
 
 def _expected_work(stage) -> int:
@@ -286,7 +338,7 @@ class _Scheduler:
     """
 
     def __init__(self, experiments, *, executor, jobs, force, backend, runs_dir, run_key,
-                 data_dir, bar):
+                 data_dir, bar, invocation):
         self.executor = executor
         self.jobs = jobs
         self.force = force
@@ -295,14 +347,13 @@ class _Scheduler:
         self.run_key = run_key
         self.data_dir = data_dir
         self.bar = bar
+        self.invocation = invocation
         self.waiting = [(order, experiment, stage) for order, experiment in
                         enumerate(experiments) for stage in experiment.stages]
         # finished[experiment][stage][index] = (spec, record); resolved[(experiment, stage)]
         # lists the specs of a stage once its dependencies have finished.
         self.finished = {experiment.name: {} for experiment in experiments}
         self.resolved = {}
-        self.timing = {experiment.name: {"first": None, "last": None}
-                       for experiment in experiments}
         self.ready = []
         self.inflight = {}
         self.n_computed = 0
@@ -359,8 +410,7 @@ class _Scheduler:
         while self.ready and len(self.inflight) < self.jobs:
             task = self.ready.pop(0)
             directory = self.data_dir(task.spec)
-            times = self.timing[task.experiment.name]
-            times["first"] = times["first"] or time.perf_counter()
+            task.started_at = time.time()
             self._show([*self.inflight.values(), task])
             future = self.executor.submit(execute_run, task.spec, directory, self.backend)
             self.inflight[future] = task
@@ -376,11 +426,12 @@ class _Scheduler:
                                      f"{task.experiment.name}/{task.stage.name} failed: "
                                      f"{type(exc).__name__}: {exc}") from exc
             record = {"key": task.key, "kind": task.spec.kind, "label": task.spec.label,
-                      "spec": task.spec.to_dict(), "backend": self.backend, **result}
+                      "spec": task.spec.to_dict(), "backend": self.backend, **result,
+                      "computed": {"invocation": self.invocation,
+                                   "started_at": task.started_at, "finished_at": time.time()}}
             write_json_atomic(self.runs_dir / f"{task.key}.json", record, indent=1)
             record["cached"] = False
             self.n_computed += 1
-            self.timing[task.experiment.name]["last"] = time.perf_counter()
             self.finished[task.experiment.name][task.stage.name][task.index] = \
                 (task.spec, record)
             self.bar.update(task.spec.work())
@@ -392,17 +443,21 @@ class _Scheduler:
         self.bar.set_description_str(text[:80] or "idle", refresh=True)
 
     def experiment_results(self, experiment) -> dict:
-        """Every stage's run records of ``experiment`` and its timings, in stage order."""
-        times = self.timing[experiment.name]
+        """Collect every stage's run records of ``experiment`` and its timings, in stage order.
+
+        ``wall_seconds`` covers the runs computed now and ``cached_wall_seconds`` the cached
+        runs when they were computed, each from an invocation's first run starting to its
+        last run finishing (None when there are no such runs).
+        """
         stages = []
         for stage in experiment.stages:
             runs = self.finished[experiment.name][stage.name]
             stages.append({"name": stage.name, "title": stage.title,
                            "runs": [runs[i][1] for i in sorted(runs)]})
-        span = None if times["first"] is None else times["last"] - times["first"]
+        records = [r for s in stages for r in s["runs"]]
         return {"name": experiment.name, "title": experiment.title,
                 "description": experiment.description, "report": experiment.report,
-                "stages": stages, "wall_seconds": span,
+                "stages": stages, **_timing_summary(records),
                 "run_seconds": sum(r["seconds"] for s in stages for r in s["runs"]),
                 "run_cpu_seconds": sum(r.get("cpu_seconds", math.nan) for s in stages
                                        for r in s["runs"])}
@@ -462,6 +517,7 @@ def run_study(experiments=None, data=None, out="runs/reproduce", *, jobs=1, back
     out = Path(out)
     cache = out / "cache"
     started = time.perf_counter()
+    invocation = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
 
     source = _resolve_source(data)
     if source is None:
@@ -503,7 +559,7 @@ def run_study(experiments=None, data=None, out="runs/reproduce", *, jobs=1, back
     bar = tqdm(total=total, disable=not progress, unit="step", desc="study", leave=False)
     scheduler = _Scheduler(experiments, executor=executor, jobs=jobs, force=force,
                            backend=backend_name, runs_dir=cache / "runs", run_key=run_key,
-                           data_dir=data_dir, bar=bar)
+                           data_dir=data_dir, bar=bar, invocation=invocation)
     try:
         scheduler.run()
     except BaseException:
@@ -515,13 +571,19 @@ def run_study(experiments=None, data=None, out="runs/reproduce", *, jobs=1, back
     if own_executor:
         executor.shutdown(wait=True)
 
+    records = [record for stage_runs in scheduler.finished.values()
+               for runs in stage_runs.values() for _, record in runs.values()]
+    _label_estimated_invocations(records)
     experiments_out = [scheduler.experiment_results(experiment) for experiment in experiments]
-    n_cached = sum(run["cached"] for e in experiments_out for s in e["stages"]
-                   for run in s["runs"])
+    timing = _timing_summary(records)
     return {"study": {"backend": backend_name, "jobs": jobs, "n_val": n_val,
                       "max_train_rows": max_train_rows, "data": fingerprint,
-                      "machine": machine_description(), "runs_computed": scheduler.n_computed,
-                      "runs_cached": n_cached, "wall_seconds": time.perf_counter() - started},
+                      "machine": machine_description(), "invocation": invocation,
+                      "runs_computed": scheduler.n_computed,
+                      "runs_cached": sum(record["cached"] for record in records),
+                      "wall_seconds": time.perf_counter() - started,
+                      "cached_wall_seconds": timing["cached_wall_seconds"],
+                      "cached_wall_estimated": timing["cached_wall_estimated"]},
             "experiments": experiments_out}
 
 
@@ -571,7 +633,8 @@ def add_parser(sub):
 
 def cmd_reproduce(args) -> int:
     """Run the study from parsed arguments, print a summary and return the exit status."""
-    from .report import estimate_numpy_seconds, write_report
+    from .report import (QUICK_SKIP_REASON, describe_numpy_estimate, describe_seconds,
+                         estimate_numpy_seconds, write_report)
 
     started = time.perf_counter()
     names = None
@@ -611,10 +674,21 @@ def cmd_reproduce(args) -> int:
     study = results["study"]
     for check in study["checks"]:
         value = "n/a" if check["value"] is None else f"{check['value']:.4g}"
-        print(f"  {'ok ' if check['passed'] else 'OUT'} {check['what']}: {value} "
+        if not check["compared"]:
+            print(f"  skip {check['what']}: {value} (not compared: quick run)")
+            continue
+        print(f"  {'ok  ' if check['passed'] else 'OUT '} {check['what']}: {value} "
               f"(expected {check['low']:g} to {check['high']:g})")
-    print(f"backend {study['backend']}: {study['wall_seconds']:.1f} s wall time, "
-          f"{study['runs_computed']} runs computed, {study['runs_cached']} from the cache; "
-          f"NumPy reference estimated at {study['numpy_estimate']['parallel_seconds']:.0f} s")
+    if any(not check["compared"] for check in study["checks"]):
+        print(f"  Accuracy checks skipped because {QUICK_SKIP_REASON}.")
+    cached = ""
+    if study["runs_cached"]:
+        about = "about " if study["cached_wall_estimated"] else ""
+        cached = (f"; the cached runs took {about}"
+                  f"{describe_seconds(study['cached_wall_seconds'])} when computed")
+    print(f"backend {study['backend']}: {time.perf_counter() - started:.1f} s wall time, "
+          f"{study['runs_computed']} runs computed, {study['runs_cached']} from the cache"
+          f"{cached}")
+    print(describe_numpy_estimate(study["numpy_estimate"], study["jobs"]))
     print(f"wrote {paths['report']}, {paths['results']} and {paths['figures']}/")
     return 0

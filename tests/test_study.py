@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cifar_fixtures import write_cifar_archive
-from fastkbn import experiments, study
+from fastkbn import experiments, report, study
 from fastkbn.cli import main
 from fastkbn.experiments import (EXPERIMENTS, GradcheckSpec, LogRange, RunSpec, Stage,
                                  TopValues)
@@ -79,7 +79,8 @@ def run_numbers(results_path):
     for experiment in results["experiments"]:
         for stage in experiment["stages"]:
             for run in stage["runs"]:
-                numbers = {k: v for k, v in run.items() if k not in ("seconds", "cpu_seconds", "cached")}
+                numbers = {k: v for k, v in run.items()
+                           if k not in ("seconds", "cpu_seconds", "cached", "computed")}
                 out[(experiment["name"], stage["name"], run["label"])] = numbers
     return out
 
@@ -324,6 +325,136 @@ def test_shared_data_is_memory_mapped(archive, tmp_path, tiny_quick):
     assert data.X_train.shape == (1000, 3072)
     assert data.X_val.shape == (experiments.QUICK_N_VAL, 3072)
     assert not data.X_train.flags.writeable
+
+
+def test_quick_skips_accuracy_checks(archive, tmp_path, tiny_quick, capsys):
+    assert reproduce(archive, tmp_path, "--only", "gradcheck,three_layer") == 0
+    out = capsys.readouterr().out
+    assert "OUT" not in out
+    assert "not compared: quick run" in out
+    assert "Accuracy checks skipped because" in out
+
+    checks = json.loads((tmp_path / "results.json").read_text())["study"]["checks"]
+    gradient = [c for c in checks if c["what"].startswith("gradcheck:")]
+    accuracy = [c for c in checks if not c["what"].startswith("gradcheck:")]
+    assert len(gradient) == 2
+    assert all(c["compared"] and c["passed"] for c in gradient)
+    assert len(accuracy) == 2
+    assert not any(c["compared"] for c in accuracy)
+    assert all(c["passed"] is None for c in accuracy)
+
+    text = (tmp_path / "report.md").read_text()
+    assert "2 of 2 inside, 2 skipped (quick run)" in text
+    assert text.count("skipped (quick run) |") == 2
+    assert "**no**" not in text
+
+
+def test_gradcheck_check_names_error_kind(archive, tmp_path):
+    assert reproduce(archive, tmp_path, "--only", "gradcheck") == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    run = results["experiments"][0]["stages"][0]["runs"][0]
+    by_name = {c["what"]: c["value"] for c in results["study"]["checks"]}
+    assert by_name["gradcheck: largest relative error (3-layer, with BN)"] == run["max_rel"]
+    assert by_name["gradcheck: largest absolute error (3-layer, with BN)"] == run["max_abs"]
+    assert "Largest relative error" in (tmp_path / "report.md").read_text()
+
+
+def test_summary_names_numpy_estimate(archive, tmp_path, tiny_quick, capsys):
+    assert reproduce(archive, tmp_path, "--only", "three_layer") == 0
+    out = capsys.readouterr().out
+    assert "NumPy reference path, estimated: " in out
+    assert "in one process, about " in out
+    assert "with 1 worker\n" in out
+
+
+def test_cached_rerun_keeps_wall_time(archive, tmp_path, tiny_quick):
+    only = ("--only", "three_layer,lambda_search")
+    assert reproduce(archive, tmp_path, *only) == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+
+    assert reproduce(archive, tmp_path, *only) == 0
+    again = json.loads((tmp_path / "results.json").read_text())
+    for before, after in zip(first["experiments"], again["experiments"]):
+        assert before["wall_seconds"] > 0
+        assert before["cached_wall_seconds"] is None
+        assert after["wall_seconds"] is None
+        assert after["cached_wall_seconds"] == pytest.approx(before["wall_seconds"])
+        assert after["cached_wall_estimated"] is False
+    assert again["study"]["cached_wall_seconds"] > 0
+
+    text = (tmp_path / "report.md").read_text()
+    assert "Wall time of this invocation, up to writing this report: " in text
+    assert "Wall time of the cached runs when they were computed: " in text
+    assert "of wall time when they were computed." in text
+    assert "Total wall time" not in text
+    assert "(all runs cached)" not in text
+
+
+def test_old_cache_records_get_estimated_times(archive, tmp_path, tiny_quick):
+    assert reproduce(archive, tmp_path, "--only", "three_layer") == 0
+    for path in (tmp_path / "cache" / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        del record["computed"]
+        path.write_text(json.dumps(record))
+
+    assert reproduce(archive, tmp_path, "--only", "three_layer") == 0
+    (result,) = json.loads((tmp_path / "results.json").read_text())["experiments"]
+    assert result["cached_wall_estimated"] is True
+    assert result["cached_wall_seconds"] > 0
+    assert "estimated from the cache files' modification times" in \
+        (tmp_path / "report.md").read_text()
+
+
+def test_wall_seconds_sum_invocations():
+    def record(invocation, started, finished):
+        return {"computed": {"invocation": invocation, "started_at": started,
+                             "finished_at": finished}}
+
+    records = [record("a", 0.0, 5.0), record("a", 1.0, 7.0), record("b", 100.0, 103.0)]
+    assert study._summed_wall_seconds(records) == 7.0 + 3.0
+    assert study._summed_wall_seconds([]) is None
+
+
+def test_estimated_invocations_split_at_gaps():
+    records = [{"computed": {"invocation": None, "started_at": s, "finished_at": f}}
+               for s, f in [(0.0, 5.0), (4.0, 9.0), (50.0, 60.0)]]
+    study._label_estimated_invocations(records)
+    labels = [r["computed"]["invocation"] for r in records]
+    assert labels[0] == labels[1]
+    assert labels[2] != labels[0]
+
+
+def retrain_run(lam, val, test):
+    return {"label": f"lam={experiments.format_lam(lam)}", "val_accuracy": val,
+            "test_accuracy": test, "spec": {"lam": lam, "cycles": 3}}
+
+
+def test_retrain_table_matches_published_by_lambda():
+    search = EXPERIMENTS["lambda_search"]
+    stage = {"name": "retrain", "title": "Best 3",
+             "runs": [retrain_run(0.0041, 0.54, 0.5376), retrain_run(0.00876, 0.537, 0.5355),
+                      retrain_run(0.0032, 0.533, 0.5365)]}
+    lines, _, checks = report._retrain_lines({"name": search.name}, stage, search.reference,
+                                             False)
+    rows = [line for line in lines if line.startswith("| ")][1:]
+    assert rows[0].split(" | ")[4] == "54.06"
+    assert rows[1].split(" | ")[4] == "–"
+    assert rows[2].split(" | ")[4] == "–"
+    listed = [line for line in lines if line.startswith("Test accuracy of the published")]
+    assert len(listed) == 1
+    for text in ("0.0041: 54.06 %", "0.0053: 53.88 %", "0.0068: 53.30 %"):
+        assert text in listed[0]
+    assert checks[0]["passed"]
+
+
+def test_coarse_pass_does_not_use_retrain_figures():
+    search = EXPERIMENTS["lambda_search"]
+    stage = {"name": "coarse", "title": "Coarse pass",
+             "runs": [retrain_run(0.01, 0.528, 0.533), retrain_run(0.0041, 0.52, 0.53)]}
+    lines, _ = report._search_pass_lines(stage, search.reference)
+    rows = [line for line in lines if line.startswith("| ")][1:]
+    assert rows[0].split(" | ")[-1] == "– |"
+    assert rows[1].split(" | ")[-1] == "53.30 |"
 
 
 @pytest.mark.realdata
