@@ -124,13 +124,23 @@ def _accuracy_rows(runs, reference, quick):
     return rows, summary, checks
 
 
-def _write_curves(result, experiment, figures, quick):
+def _accuracy_section(result, experiment, quick):
+    """Start a section with the table of accuracies beside the reference figures.
+
+    Returns the runs, the table's lines, the summary and the checks, each check named after the
+    experiment.
+    """
     runs = _runs(result)
     rows, summary, checks = _accuracy_rows(runs, experiment.reference, quick)
     for check in checks:
         check["what"] = f"{result['name']}: {check['what']}"
     lines = _table(["run", "validation %", "test %", "published test %", "public spread %",
                     "inside"], rows) + [""]
+    return runs, lines, summary, checks
+
+
+def _write_curves(result, experiment, figures, quick):
+    runs, lines, summary, checks = _accuracy_section(result, experiment, quick)
     for run in runs:
         if not run["history"]:
             lines.append(f"{run['label']}: diverged ({run['diverged']}); no curves.")
@@ -226,12 +236,7 @@ def _write_lambda_search(result, experiment, figures, quick):
 
 
 def _write_init_sensitivity(result, experiment, figures, quick):
-    runs = _runs(result)
-    rows, summary, checks = _accuracy_rows(runs, experiment.reference, quick)
-    for check in checks:
-        check["what"] = f"{result['name']}: {check['what']}"
-    lines = _table(["run", "validation %", "test %", "published test %", "public spread %",
-                    "inside"], rows) + [""]
+    runs, lines, summary, checks = _accuracy_section(result, experiment, quick)
     sigmas = sorted({run["spec"]["init"] for run in runs}, reverse=True)
     fig, axes = new_figure(width=4.0 * len(sigmas), height=3.4, ncols=len(sigmas))
     for ax, sigma in zip(axes, sigmas):
