@@ -289,7 +289,7 @@ def cmd_train(args) -> int:
 
 
 def format_gradcheck_table(errors: dict) -> str:
-    """The gradient-check errors as an aligned text table."""
+    """Format the gradient-check errors as an aligned text table."""
     lines = [f"{'parameter':<10} {'max abs error':>14} {'max rel error':>14} {'kinks':>6}"]
     for name, e in errors.items():
         lines.append(f"{name:<10} {e['max_abs']:>14.3e} {e['max_rel']:>14.3e} "

@@ -87,7 +87,7 @@ class Layout:
         return np.asarray(self.sizes, dtype=np.int64)
 
     def has_bn(self, l: int) -> bool:
-        """Whether layer ``l`` (0-based) is a hidden layer with batch normalization."""
+        """Tell whether layer ``l`` (0-based) is a hidden layer with batch normalization."""
         return self.batch_norm and l < self.k - 1
 
     def names(self) -> list:

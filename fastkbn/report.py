@@ -69,7 +69,10 @@ def _spread_cells(reference, label, value, quick, published=None):
     if spread is None:
         return [_fmt(published), "–", "–"]
     inside = value is not None and spread[0] <= value <= spread[1]
-    verdict = "n/a" if quick else "yes" if inside else "**no**"
+    if quick:
+        verdict = "n/a"
+    else:
+        verdict = "yes" if inside else "**no**"
     return [_fmt(published), f"{spread[0]:g}–{spread[1]:g}", verdict]
 
 

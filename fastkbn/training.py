@@ -31,7 +31,7 @@ _CURVES = ("train_loss", "train_cost", "train_accuracy", "val_loss", "val_cost",
 
 @dataclass
 class History:
-    """What ``train`` recorded. Accuracies are fractions in [0, 1].
+    """Curves and per-step values recorded by ``train``. Accuracies are fractions in [0, 1].
 
     Attributes
     ----------
