@@ -1,4 +1,4 @@
-"""What machine and libraries a result was measured on, for benchmark records and reports."""
+"""Descriptions of the machine, BLAS and library versions, for benchmark records and reports."""
 from __future__ import annotations
 
 import importlib.metadata

@@ -1,4 +1,4 @@
-"""Where each layer's parameters live inside one flat buffer.
+"""Offsets of each layer's parameters inside one flat buffer.
 
 A network keeps all its parameters in one contiguous 1-D array ``theta`` and all its running
 averages in another, ``running``. The compiled kernels take these buffers and an offset table
@@ -130,11 +130,3 @@ class Layout:
     def stat_views(self, running: np.ndarray) -> dict:
         """Named views into ``running`` (writes through): ``mean1, var1, ...``."""
         return {name: running[sl] for name, sl in self.stat_slices().items()}
-
-    def weight_mask(self) -> np.ndarray:
-        """Boolean mask over ``theta`` that is True on the weights (the L2-regularized entries)."""
-        mask = np.zeros(self.n_params, dtype=bool)
-        for l in range(self.k):
-            start = int(self.offsets[l, W])
-            mask[start:start + self.sizes[l] * self.sizes[l + 1]] = True
-        return mask

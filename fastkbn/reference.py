@@ -95,13 +95,6 @@ def softmax_cross_entropy(scores, y):
     return P, float(loss), dscores
 
 
-def softmax(scores):
-    """Row-wise softmax of scores (n, K)."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    E = np.exp(shifted)
-    return E / E.sum(axis=1, keepdims=True)
-
-
 # ----------------------------------------------------------------------------------------------
 # Whole network.
 

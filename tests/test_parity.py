@@ -100,8 +100,8 @@ def test_fifty_steps_match_reference(backend, n_hidden, batch_norm, dtype, batch
     losses_ref = run(ref)
     losses_fast = run(fast)
 
-    # The bound is the tolerance, or ten times the reference's own round-off spread
-    # where the dynamics amplify round-off beyond it.
+    # The bound is the parity tolerance of config, or ten times the reference's own round-off
+    # spread where the dynamics amplify round-off beyond it.
     theta_spread, loss_spread = roundoff_spread(n_hidden, batch_norm, dtype, run)
     tol = config.PARITY_STEPS_RTOL[dtype]
     assert rel_err(losses_fast, losses_ref) <= max(tol, 10 * loss_spread)
